@@ -1,0 +1,5 @@
+from translator.models import Base
+
+from plinth.migrations import run_env
+
+run_env(Base.metadata)

@@ -1,0 +1,199 @@
+"""The ``plinth`` command: ``serve`` an app and manage its migrations (``db``).
+
+Every command takes the app directory (``--app``, default: the current one),
+reads ``DATABASE_URL`` (the embedded server when unset, outside production),
+and turns a `PlinthError` into one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from plinth import migrations
+from plinth.engine import Database
+from plinth.errors import PlinthError
+from plinth.project import AppSpec, find_app, resolve_database_url
+from plinth.settings import DatabaseSettings
+
+__all__ = ["cli", "main"]
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    name="plinth",
+    help="The async PostgreSQL foundation for FastAPI.",
+    no_args_is_help=True,
+    # Locals in a traceback could include a DATABASE_URL with its password.
+    pretty_exceptions_show_locals=False,
+)
+db = typer.Typer(
+    help="Migrations: upgrade, downgrade, current, history, check, revision.",
+    pretty_exceptions_show_locals=False,
+)
+cli.add_typer(db, name="db")
+console = Console()
+errors = Console(stderr=True)
+
+AppOption = Annotated[
+    Path, typer.Option("--app", help="The app directory (a package with main.py).")
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _on_connection(
+    spec: AppSpec, action: Callable[[AsyncConnection], Awaitable[T]], *, upgrade_first: bool = False
+) -> T:
+    settings = DatabaseSettings.load()
+
+    async def run(url: URL) -> T:
+        async with (
+            Database(settings.model_copy(update={"database_url": url})) as database,
+            database.engine.connect() as connection,
+        ):
+            if upgrade_first:
+                await migrations.upgrade(connection, spec.migrations)
+            return await action(connection)
+
+    with resolve_database_url(settings, spec.path) as url:
+        return asyncio.run(run(url))
+
+
+def _guarded(body: Callable[[], T]) -> T:
+    try:
+        return body()
+    except PlinthError as exc:
+        raise _fail(str(exc)) from None
+
+
+@db.command()
+def upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    app: AppOption = Path("."),
+) -> None:
+    """Upgrade the database (under an advisory lock: safe with many replicas)."""
+    spec = _guarded(lambda: find_app(app))
+    _guarded(
+        lambda: _on_connection(spec, lambda c: migrations.upgrade(c, spec.migrations, revision))
+    )
+    console.print(f"{spec.name}: upgraded to {revision}")
+
+
+@db.command()
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="Target: -1, base, or a revision id.")],
+    app: AppOption = Path("."),
+) -> None:
+    """Downgrade the database."""
+    spec = _guarded(lambda: find_app(app))
+    _guarded(
+        lambda: _on_connection(spec, lambda c: migrations.downgrade(c, spec.migrations, revision))
+    )
+    console.print(f"{spec.name}: downgraded to {revision}")
+
+
+@db.command()
+def current(app: AppOption = Path(".")) -> None:
+    """Show the revision the database is at."""
+    spec = _guarded(lambda: find_app(app))
+    revisions = _guarded(lambda: _on_connection(spec, migrations.current))
+    head = _guarded(lambda: migrations.heads(spec.migrations))
+    for revision in revisions or ("base",):
+        marker = " (head)" if revision in head else ""
+        console.print(f"{revision}{marker}")
+
+
+@db.command()
+def history(app: AppOption = Path(".")) -> None:
+    """List the revisions, newest first."""
+    from alembic import command
+
+    spec = _guarded(lambda: find_app(app))
+    config = _guarded(lambda: migrations.alembic_config(spec.migrations))
+    command.history(config)
+
+
+@db.command()
+def check(app: AppOption = Path(".")) -> None:
+    """Exit 1 unless there is one head and the models match the migrations."""
+    spec = _guarded(lambda: find_app(app))
+    head = _guarded(lambda: migrations.heads(spec.migrations))
+    if len(head) != 1:
+        raise _fail(f"{spec.name}: expected one head, found {len(head)}: {', '.join(head)}")
+    metadata = _guarded(lambda: spec.metadata)
+    diffs: list[Any] = _guarded(
+        lambda: _on_connection(spec, lambda c: migrations.drift(c, metadata), upgrade_first=True)
+    )
+    if diffs:
+        errors.print(f"{spec.name}: the models differ from the migrations:")
+        for diff in diffs:
+            errors.print(f"  {diff}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"{spec.name}: one head ({head[0]}), models match migrations")
+
+
+@db.command()
+def revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="What the revision does.")],
+    autogenerate: Annotated[
+        bool, typer.Option(help="Diff the models against the database.")
+    ] = True,
+    app: AppOption = Path("."),
+) -> None:
+    """Create a revision, autogenerated from the models by default."""
+    from alembic import command
+
+    spec = _guarded(lambda: find_app(app))
+
+    async def create(connection: AsyncConnection) -> None:
+        def body(sync_connection: Any) -> None:
+            config = migrations.alembic_config(spec.migrations, sync_connection)
+            command.revision(config, message=message, autogenerate=autogenerate)
+
+        await connection.run_sync(body)
+
+    _guarded(lambda: _on_connection(spec, create, upgrade_first=autogenerate))
+
+
+@cli.command()
+def serve(
+    app: Annotated[Path, typer.Argument(help="The app directory, e.g. apps/translator.")] = Path(
+        "."
+    ),
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+) -> None:
+    """Migrate the app's database to head and serve the app with uvicorn."""
+    import uvicorn
+
+    spec = _guarded(lambda: find_app(app))
+    settings = _guarded(DatabaseSettings.load)
+    try:
+        with resolve_database_url(settings, spec.path) as url:
+            # The app builds its Database from the environment when imported.
+            os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
+            _on_connection(spec, migrations.current, upgrade_first=True)
+            application = spec.app
+            console.print(f"{spec.name}: database at head; serving on http://{host}:{port}")
+            console.print(f"API docs: http://{host}:{port}/docs")
+            uvicorn.run(application, host=host, port=port, log_level="info")
+    except PlinthError as exc:
+        raise _fail(str(exc)) from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli())

@@ -1,0 +1,325 @@
+"""The `Database`: one object that owns the async engine and its sessions.
+
+Its lifecycle is explicit (new → started → closed) and misuse names the
+state. Start-up connects with retries and exponential backoff, because a
+container often starts before its database does; errors that no retry can
+fix (a wrong password, a missing database) fail at once.
+
+libpq spellings in the URL (``sslmode``, ``sslrootcert``, ...) are translated
+here for asyncpg, which rejects them as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends
+from sqlalchemy import URL, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from plinth.errors import DatabaseStateError, DatabaseUnavailableError
+from plinth.settings import DatabaseSettings, redact
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from plinth.embedded import EmbeddedServer
+
+__all__ = ["Database", "Ping", "engine_arguments"]
+
+logger = logging.getLogger("plinth")
+
+# Server answers that mean "try again later"; anything else with a SQLSTATE is final.
+_TRANSIENT_SQLSTATES = {"57P03", "53300", "08000", "08001", "08006", "57P01"}
+
+
+def _ssl_context(query: Mapping[str, Any]) -> ssl.SSLContext | str:
+    mode = query["sslmode"]
+    if mode in ("disable", "allow", "prefer", "require") and "sslrootcert" not in query:
+        return str(mode)
+    context = ssl.create_default_context(cafile=query.get("sslrootcert"))
+    if mode in ("require", "verify-ca"):
+        context.check_hostname = False
+    if mode == "require" and "sslrootcert" not in query:
+        context.verify_mode = ssl.CERT_NONE
+    if "sslcert" in query:
+        context.load_cert_chain(query["sslcert"], query.get("sslkey"))
+    return context
+
+
+def engine_arguments(settings: DatabaseSettings, url: URL) -> tuple[URL, dict[str, Any]]:
+    """Return the URL and `create_async_engine` keyword arguments for `settings`.
+
+    Pure: builds no engine, so it is cheap to test for every driver.
+    """
+    query = dict(url.query)
+    connect_args: dict[str, Any] = {}
+    if url.drivername == "postgresql+asyncpg":
+        ssl_keys = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+        if "sslmode" in query:
+            connect_args["ssl"] = _ssl_context(query)
+        for key in ssl_keys:
+            query.pop(key, None)
+        server_settings = {"application_name": settings.application_name}
+        if settings.statement_timeout is not None:
+            server_settings["statement_timeout"] = str(settings.statement_timeout)
+        connect_args["server_settings"] = server_settings
+        connect_args["timeout"] = settings.connect_timeout
+    else:
+        # psycopg speaks libpq: sslmode and friends pass through untouched.
+        connect_args["application_name"] = settings.application_name
+        connect_args["connect_timeout"] = max(1, round(settings.connect_timeout))
+        if settings.statement_timeout is not None:
+            connect_args["options"] = f"-c statement_timeout={settings.statement_timeout}"
+    options: dict[str, Any] = {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.pool_timeout,
+        "pool_recycle": settings.pool_recycle,
+        "pool_pre_ping": settings.pool_pre_ping,
+        "connect_args": connect_args,
+    }
+    extra = dict(settings.engine_options)
+    connect_args.update(extra.pop("connect_args", {}))
+    options.update(extra)
+    return url.set(query=query), options
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate is not None:
+            return sqlstate in _TRANSIENT_SQLSTATES
+        return isinstance(exc, OperationalError | InterfaceError) and exc.connection_invalidated
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line, credential-free reason for a connection failure."""
+    if isinstance(exc, DBAPIError):
+        exc = exc.orig or exc
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # Driver messages name the user and database but never the password.
+    return message
+
+
+@dataclass(frozen=True)
+class Ping:
+    """The outcome of one `SELECT 1`."""
+
+    latency_ms: float
+    server_version: str
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    CLOSED = "closed"
+
+
+class Database:
+    """Owns the async engine and session factory of one PostgreSQL database.
+
+    Use as the FastAPI lifespan, or ``async with database:``. Sessions come from
+    `transaction` (a unit of work) or `session`; the FastAPI dependency is
+    `depends`. Not safe to share one `AsyncSession` between concurrent tasks.
+    """
+
+    def __init__(
+        self,
+        settings: DatabaseSettings | None = None,
+        *,
+        migrations: Path | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else DatabaseSettings.load()
+        self.migrations = migrations
+        self._state = _State.NEW
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._embedded: EmbeddedServer | None = None
+        self._bound: async_sessionmaker[AsyncSession] | None = None
+        self.depends: Any = Depends(self.get_db, scope="function")
+        """Use as ``Annotated[AsyncSession, database.depends]``: commits before the response."""
+
+    def __repr__(self) -> str:
+        return f"<Database {self.settings.redacted_url()} {self._state.value}>"
+
+    @property
+    def url(self) -> URL:
+        """The URL in use (resolved to the embedded server's once started)."""
+        if self._engine is not None:
+            return self._engine.url
+        if self.settings.database_url is None:
+            raise DatabaseStateError("DATABASE_URL is unset and the embedded server is not started")
+        return self.settings.database_url
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine; raises `DatabaseStateError` unless started."""
+        if self._engine is None:
+            raise DatabaseStateError(
+                f"Database is {self._state.value}: call `await database.start()` first "
+                "(FastAPI does it when the app uses `lifespan=database.lifespan`)"
+            )
+        return self._engine
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """The session factory, or the test binding set by `bind`."""
+        if self._bound is not None:
+            return self._bound
+        if self._sessions is None:
+            self.engine  # raises the precise state error  # noqa: B018
+        assert self._sessions is not None
+        return self._sessions
+
+    async def start(self) -> None:
+        """Create the engine and prove it connects, retrying transient failures."""
+        if self._state is _State.STARTED:
+            return
+        if self._state is _State.CLOSED:
+            raise DatabaseStateError("Database is closed; create a new one to reconnect")
+        url = self.settings.database_url
+        if url is None:
+            url = await self._start_embedded()
+        bound_url, options = engine_arguments(self.settings, url)
+        engine = create_async_engine(bound_url, **options)
+        try:
+            await connect_with_retries(
+                engine, self.settings.connect_retries, self.settings.retry_delay
+            )
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._state = _State.STARTED
+        logger.info("connected to %s", redact(engine.url))
+
+    async def _start_embedded(self) -> URL:
+        from sqlalchemy.engine import make_url
+
+        from plinth.embedded import start_embedded
+
+        if self.settings.app_env == "production":  # pragma: no cover - settings forbid it
+            raise DatabaseStateError("DATABASE_URL is required in production")
+        self._embedded = await asyncio.to_thread(start_embedded, Path.cwd())
+        logger.warning("DATABASE_URL unset: using embedded PostgreSQL at %s", self._embedded.url)
+        return make_url(self._embedded.url)
+
+    async def close(self) -> None:
+        """Dispose of the pool (and stop an embedded server this object started)."""
+        if self._engine is not None:
+            await self._engine.dispose()
+        if self._embedded is not None and self._embedded.started_here:
+            await asyncio.to_thread(self._embedded.stop)
+        self._engine = self._sessions = None
+        self._state = _State.CLOSED
+
+    async def __aenter__(self) -> Database:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """FastAPI lifespan: start on start-up, close on shutdown."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.close()
+
+    def session(self) -> AsyncSession:
+        """A new session; the caller commits. Prefer `transaction`."""
+        return self.sessionmaker()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commit on success, roll back on any exception."""
+        async with self.sessionmaker.begin() as session:
+            yield session
+
+    async def get_db(self) -> AsyncIterator[AsyncSession]:
+        """FastAPI dependency; use through `depends` so the commit precedes the response."""
+        async with self.transaction() as session:
+            yield session
+
+    @asynccontextmanager
+    async def bind(self, connection: AsyncConnection) -> AsyncIterator[None]:
+        """Route every session through `connection`, in savepoints (for tests).
+
+        The connection's outer transaction stays open, so whatever the code
+        under test commits is rolled back when the caller rolls it back.
+        """
+        self._bound = async_sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        try:
+            yield
+        finally:
+            self._bound = None
+
+    async def ping(self, timeout: float = 2.0) -> Ping:
+        """Run ``SELECT 1`` within `timeout` seconds; raise `DatabaseUnavailableError`."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout), self.sessionmaker() as session:
+                version = (await session.execute(text("SHOW server_version"))).scalar_one()
+        except (TimeoutError, OSError, DBAPIError) as exc:
+            raise DatabaseUnavailableError(_reason(exc)) from exc
+        return Ping(round((time.perf_counter() - started) * 1000, 2), str(version).split()[0])
+
+
+async def connect_with_retries(engine: AsyncEngine, retries: int, delay: float) -> None:
+    """Open and close one connection, retrying transient failures with backoff."""
+    started = time.monotonic()
+    for attempt in range(retries + 1):
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return
+        except (TimeoutError, OSError, DBAPIError) as exc:
+            target = redact(engine.url)
+            if attempt == retries or not _is_transient(exc):
+                elapsed = time.monotonic() - started
+                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                raise DatabaseUnavailableError(
+                    f"cannot connect to {target} after {tries} ({elapsed:.1f} s): {_reason(exc)}"
+                ) from exc
+            wait = delay * 2**attempt
+            logger.warning(
+                "cannot connect to %s (%s); retry %d of %d in %.1f s",
+                target,
+                _reason(exc),
+                attempt + 1,
+                retries,
+                wait,
+            )
+            await asyncio.sleep(wait)

@@ -1,0 +1,57 @@
+"""FastAPI exception handlers: bad data is a 4xx with a JSON body, never a 500.
+
+Pass `exception_handlers` to ``FastAPI(exception_handlers=...)``. Handlers are
+wired at construction because Starlette builds its middleware stack before
+the lifespan runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from plinth.errors import DatabaseUnavailableError, DataError, translate_dbapi_error
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from typing import Any
+
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+__all__ = ["exception_handlers"]
+
+
+def _body(error: DataError) -> JSONResponse:
+    content: dict[str, str] = {"detail": str(error)}
+    if error.constraint:
+        content["constraint"] = error.constraint
+    return JSONResponse(content, status_code=error.status_code)
+
+
+async def _data_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DataError)
+    return _body(exc)
+
+
+async def _integrity_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IntegrityError)
+    error = translate_dbapi_error(exc)
+    if error is None:
+        return JSONResponse({"detail": "integrity error"}, status_code=409)
+    return _body(error)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+
+exception_handlers: dict[
+    type[Exception], Callable[[Request, Exception], Coroutine[Any, Any, Response]]
+] = {
+    DataError: _data_error,
+    IntegrityError: _integrity_error,
+    DatabaseUnavailableError: _unavailable,
+}

@@ -1,0 +1,87 @@
+"""Liveness and readiness for load balancers and orchestrators.
+
+Liveness says the process answers; it never touches the database, so a
+database outage does not get healthy processes restarted. Readiness runs
+``SELECT 1`` within a timeout, reports latency and pool usage, and checks that
+the database is at the migration head: a replica whose schema is behind its
+code should not receive traffic. A 503 carries a short reason and never a URL.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from plinth.engine import Database
+from plinth.errors import DatabaseStateError, DatabaseUnavailableError
+from plinth.migrations import heads
+
+__all__ = ["health_router", "readiness"]
+
+
+@functools.cache
+def _heads(migrations: Path) -> tuple[str, ...]:
+    # Scripts do not change under a running process; read them once.
+    return heads(migrations)
+
+
+async def _current_revisions(database: Database) -> tuple[str, ...]:
+    async with database.session() as session:
+        exists = (await session.execute(text("SELECT to_regclass('alembic_version')"))).scalar()
+        if exists is None:
+            return ()
+        rows = await session.execute(text("SELECT version_num FROM alembic_version"))
+        return tuple(sorted(rows.scalars()))
+
+
+def _pool(database: Database) -> dict[str, int] | None:
+    try:
+        pool: Any = database.engine.pool
+    except DatabaseStateError:
+        return None
+    return {"size": pool.size(), "checked_out": pool.checkedout(), "overflow": pool.overflow()}
+
+
+async def readiness(database: Database, timeout: float = 2.0) -> tuple[bool, dict[str, Any]]:
+    """Whether the app may take traffic, and the report that says why."""
+    try:
+        ping = await database.ping(timeout)
+    except (DatabaseUnavailableError, DatabaseStateError) as exc:
+        return False, {"status": "unavailable", "reason": f"database unreachable: {exc}"}
+    report: dict[str, Any] = {
+        "status": "ready",
+        "database": {"latency_ms": ping.latency_ms, "server_version": ping.server_version},
+        "pool": _pool(database),
+    }
+    if database.migrations is not None:
+        head = sorted(_heads(database.migrations))
+        current = list(await _current_revisions(database))
+        report["migrations"] = {"current": current, "head": head, "at_head": current == head}
+        if current != head:
+            report["status"] = "unavailable"
+            report["reason"] = f"database at revision {current or 'base'}, code expects {head}"
+            return False, report
+    return True, report
+
+
+def health_router(
+    database: Database, *, prefix: str = "/health", timeout: float = 2.0
+) -> APIRouter:
+    """``GET {prefix}/live`` and ``GET {prefix}/ready``."""
+    router = APIRouter(prefix=prefix, tags=["health"])
+
+    @router.get("/live")
+    async def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get("/ready")
+    async def ready() -> JSONResponse:
+        ok, report = await readiness(database, timeout)
+        return JSONResponse(report, status_code=200 if ok else 503)
+
+    return router

@@ -1,0 +1,141 @@
+"""Finding an app, and its database, from a directory.
+
+An app directory is a Python package with this layout (``plinth new`` would
+make it; the reference apps in ``apps/`` follow it)::
+
+    apps/translator/            the package `translator`
+        main.py                 app: FastAPI, database: plinth.Database
+        models.py               Base: the DeclarativeBase whose metadata is the schema
+        migrations/env.py       plinth.migrations.run_env(Base.metadata)
+        migrations/versions/
+
+The CLI and the pytest plugin both start from this, so an app is found the
+same way everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import URL
+from sqlalchemy.engine import make_url
+
+from plinth.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy import MetaData
+
+    from plinth.embedded import EmbeddedServer
+    from plinth.engine import Database
+    from plinth.settings import DatabaseSettings
+
+__all__ = ["AppSpec", "find_app", "resolve_database_url"]
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """Where an app lives; `load` imports it."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def migrations(self) -> Path:
+        return self.path / "migrations"
+
+    def importable(self) -> None:
+        """Put the app's parent directory on ``sys.path`` (for env.py's imports too)."""
+        parent = str(self.path.parent)
+        if parent not in sys.path:
+            sys.path.insert(0, parent)
+
+    def _import(self, module: str) -> Any:
+        self.importable()
+        try:
+            return importlib.import_module(f"{self.name}.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name in (self.name, f"{self.name}.{module}"):
+                raise ConfigurationError(
+                    f"{str(self.path)!r} has no {module}.py: an app directory is a package "
+                    f"with main.py (app, database) and models.py (Base)"
+                ) from exc
+            raise
+
+    @property
+    def app(self) -> FastAPI:
+        return self._attribute("main", "app")  # type: ignore[no-any-return]
+
+    @property
+    def database(self) -> Database:
+        return self._attribute("main", "database")  # type: ignore[no-any-return]
+
+    @property
+    def metadata(self) -> MetaData:
+        return self._attribute("models", "Base").metadata  # type: ignore[no-any-return]
+
+    def _attribute(self, module: str, name: str) -> Any:
+        found = getattr(self._import(module), name, None)
+        if found is None:
+            raise ConfigurationError(f"{self.name}.{module} defines no {name!r}")
+        return found
+
+
+def find_app(path: Path | str = ".") -> AppSpec:
+    """The app at `path`; a one-line `ConfigurationError` if it is not one."""
+    resolved = Path(path).resolve()
+    if not (resolved / "__init__.py").is_file() or not (resolved / "main.py").is_file():
+        raise ConfigurationError(
+            f"{str(path)!r} is not a Plinth app: expected a package with __init__.py and "
+            "main.py (pass --app apps/<name>)"
+        )
+    spec = AppSpec(resolved)
+    spec.importable()
+    return spec
+
+
+@contextmanager
+def resolve_database_url(settings: DatabaseSettings, project: Path) -> Iterator[URL]:
+    """`DATABASE_URL`, or the embedded server's URL while the block runs.
+
+    An embedded server this call started is stopped on exit; one that was
+    already running (another `plinth serve`, say) is left running.
+    """
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    server = start_announced(project)
+    try:
+        yield make_url(server.url)
+    finally:
+        stop_announced(server)
+
+
+def start_announced(project: Path) -> EmbeddedServer:
+    """Start (or reuse) the embedded server and say so on stderr."""
+    from plinth.embedded import start_embedded
+
+    server = start_embedded(project)
+    verb = "Started" if server.started_here else "Reusing"
+    print(
+        f"{verb} embedded PostgreSQL {server.version} on 127.0.0.1:{server.port} "
+        f"(data: {server.data_dir})",
+        file=sys.stderr,
+    )
+    return server
+
+
+def stop_announced(server: EmbeddedServer) -> None:
+    """Stop the embedded server if this process started it, and say so."""
+    if server.started_here:
+        server.stop()
+        print(f"Stopped embedded PostgreSQL on 127.0.0.1:{server.port}", file=sys.stderr)

@@ -1,0 +1,224 @@
+"""Plinth's pytest plugin (registered through the ``pytest11`` entry point).
+
+One PostgreSQL server per run: ``--plinth-url`` or ``TEST_DATABASE_URL``, else
+the embedded server. Each app gets one test database per run, created and
+migrated once from the app's own Alembic scripts. Each test then runs inside
+an outer transaction that is rolled back afterwards; sessions join it through
+savepoints (``join_transaction_mode="create_savepoint"``), so the code under
+test may commit, and the next test still sees a clean database (about a
+millisecond, where ``create_all``/``drop_all`` costs ~70 ms).
+
+An app's ``conftest.py`` says which app it tests::
+
+    @pytest.fixture
+    def plinth_app_dir() -> Path:
+        return Path(__file__).parents[1]
+
+and its tests take ``db_session`` (an `AsyncSession`) and ``client`` (an
+``httpx.AsyncClient`` on the app, whose sessions run in the same
+transaction). Async fixtures and tests share one event loop per session:
+set ``asyncio_default_fixture_loop_scope`` and
+``asyncio_default_test_loop_scope`` to ``session`` in the pytest config.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import URL, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+
+from plinth import migrations
+from plinth.engine import engine_arguments
+from plinth.project import AppSpec, find_app, start_announced, stop_announced
+from plinth.settings import DatabaseSettings, parse_database_url, redact
+
+if TYPE_CHECKING:
+    from plinth.embedded import EmbeddedServer
+
+__all__ = [
+    "TestDatabases",
+    "client",
+    "db_connection",
+    "db_session",
+    "local_server_url",
+    "plinth_app",
+    "plinth_databases",
+    "plinth_server",
+]
+
+LOCAL_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("plinth", "Plinth: PostgreSQL for tests")
+    group.addoption(
+        "--plinth-url",
+        dest="plinth_url",
+        default=None,
+        help="PostgreSQL server for the tests (default: $TEST_DATABASE_URL, else embedded).",
+    )
+
+
+def _configured_url(config: pytest.Config) -> URL | None:
+    option = config.getoption("plinth_url")
+    raw = option if option is not None else os.environ.get("TEST_DATABASE_URL")
+    return parse_database_url(raw)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    url = _configured_url(config)
+    where = f"server {redact(url)}" if url is not None else "embedded PostgreSQL 18"
+    return f"plinth: {where}, one migrated database per app, a rolled-back transaction per test"
+
+
+def local_server_url() -> URL | None:
+    """The local PostgreSQL on 127.0.0.1:5432 (CI's PostgreSQL 15), if it answers."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return make_url(LOCAL_SERVER)
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def plinth_server(pytestconfig: pytest.Config) -> Iterator[URL]:
+    """URL of the server's maintenance database, for creating test databases."""
+    url = _configured_url(pytestconfig)
+    if url is not None:
+        yield url
+        return
+    server: EmbeddedServer = start_announced(pytestconfig.rootpath)
+    try:
+        yield make_url(server.url)
+    finally:
+        stop_announced(server)
+
+
+def _engine(url: URL) -> AsyncEngine:
+    settings = DatabaseSettings(database_url=url, app_env="test", pool_size=2, max_overflow=2)
+    bound_url, options = engine_arguments(settings, url)
+    return create_async_engine(bound_url, **options)
+
+
+async def create_database(server: URL, name: str) -> URL:
+    """(Re)create database `name` on `server` and return its URL."""
+    admin = _engine(server)
+    try:
+        async with admin.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+    return server.set(database=name)
+
+
+async def drop_database(server: URL, name: str) -> None:
+    """Drop database `name` on `server`, disconnecting whoever is still on it."""
+    admin = _engine(server)
+    try:
+        async with admin.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+@dataclass
+class TestDatabases:
+    """One migrated database per app, created on first use, dropped at the end."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    server: URL
+    engines: dict[Path, AsyncEngine] = field(default_factory=dict)
+
+    async def engine_for(self, app: AppSpec) -> AsyncEngine:
+        if app.path not in self.engines:
+            name = f"plinth_test_{app.name}_{os.getpid()}"
+            url = await create_database(self.server, name)
+            engine = _engine(url)
+            async with engine.connect() as connection:
+                await migrations.upgrade(connection, app.migrations)
+            self.engines[app.path] = engine
+        return self.engines[app.path]
+
+    async def close(self) -> None:
+        for engine in self.engines.values():
+            name = engine.url.database
+            await engine.dispose()
+            assert name is not None
+            await drop_database(self.server, name)
+        self.engines.clear()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def plinth_databases(plinth_server: URL) -> AsyncIterator[TestDatabases]:
+    """The registry of per-app test databases for this run."""
+    databases = TestDatabases(plinth_server)
+    try:
+        yield databases
+    finally:
+        await databases.close()
+
+
+@pytest.fixture
+def plinth_app_dir() -> Path:
+    """The app under test; override in the app's conftest.py."""
+    raise pytest.UsageError(
+        "define a `plinth_app_dir` fixture in your conftest.py returning the app directory"
+    )
+
+
+@pytest.fixture
+def plinth_app(plinth_app_dir: Path) -> AppSpec:
+    """The app under test."""
+    return find_app(plinth_app_dir)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db_connection(
+    plinth_app: AppSpec, plinth_databases: TestDatabases
+) -> AsyncIterator[AsyncConnection]:
+    """A connection inside an outer transaction that is rolled back after the test.
+
+    The app's `Database` is bound to it for the test, so its FastAPI
+    dependency and every session it makes use this transaction.
+    """
+    engine = await plinth_databases.engine_for(plinth_app)
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            async with plinth_app.database.bind(connection):
+                yield connection
+        finally:
+            await transaction.rollback()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db_session(db_connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """An `AsyncSession` in the test's transaction; commits become savepoints."""
+    async with AsyncSession(
+        bind=db_connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    ) as session:
+        yield session
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(
+    plinth_app: AppSpec, db_connection: AsyncConnection
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app (in-process), its database bound to the test."""
+    transport = httpx.ASGITransport(app=plinth_app.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
