@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -189,9 +190,16 @@ def serve(
             application = spec.app
             console.print(f"{spec.name}: database at head; serving on http://{host}:{port}")
             console.print(f"API docs: http://{host}:{port}/docs")
+            # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it
+            # unwinds through this block, so the embedded server is stopped too.
+            signal.signal(signal.SIGTERM, _exit_gracefully)
             uvicorn.run(application, host=host, port=port, log_level="info")
     except PlinthError as exc:
         raise _fail(str(exc)) from None
+
+
+def _exit_gracefully(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def main() -> None:

@@ -1,25 +1,29 @@
-"""Exceptions raised by Plinth.
+"""Plinth's exceptions, and the one place where driver errors are translated.
 
-PlinthError
-├── ConfigurationError
-├── DatabaseStateError
-├── DatabaseUnavailableError
-├── MigrationError
-├── EmbeddedServerError
-└── DataError
-    ├── NotFound
-    ├── Conflict
-    └── ConstraintViolation
+The hierarchy::
+
+    PlinthError
+    ├── ConfigurationError          a setting is missing, malformed or unsafe
+    │   └── EncryptionKeyError          encryption keys missing, malformed or not matching
+    ├── DatabaseStateError          a Database used before start, or after close
+    ├── DatabaseUnavailableError    PostgreSQL cannot be reached (after retries)
+    ├── EmbeddedServerError         the embedded PostgreSQL failed to start or stop
+    ├── MigrationError              an Alembic operation failed
+    └── DataError                   a statement was refused because of the data
+        ├── NotFound                    no row matched                   (HTTP 404)
+        ├── Conflict                    a unique constraint was violated (HTTP 409)
+        └── ConstraintViolation         a check, foreign key or not-null
+                                        constraint was violated          (HTTP 422)
+
+Messages never contain a password: URLs are rendered with
+``URL.render_as_string(hide_password=True)`` before they reach a message.
 """
-
-# RECONSTRUCTED by the embedded.py helper session: it accidentally overwrote the
-# lead's errors.py (the file appeared between its existence check and its write).
-# The names below are rebuilt only from what other modules import and use;
-# the lead should replace this file with the original.
 
 from __future__ import annotations
 
 from typing import Any
+
+from sqlalchemy.exc import DontWrapMixin
 
 __all__ = [
     "ConfigurationError",
@@ -29,6 +33,7 @@ __all__ = [
     "DatabaseStateError",
     "DatabaseUnavailableError",
     "EmbeddedServerError",
+    "EncryptionKeyError",
     "MigrationError",
     "NotFound",
     "PlinthError",
@@ -40,89 +45,96 @@ class PlinthError(Exception):
     """Base class of every error Plinth raises."""
 
 
-class ConfigurationError(PlinthError):
-    """Settings or the project layout are invalid."""
+class ConfigurationError(PlinthError, ValueError):
+    """A setting is missing, malformed or unsafe; the message names the variable."""
 
 
-class DatabaseStateError(PlinthError):
-    """The `Database` is used in a state that does not allow it."""
+class EncryptionKeyError(DontWrapMixin, ConfigurationError):
+    """Encryption keys are missing or malformed, or none of them decrypts a stored value.
+
+    Raised as is from inside a statement (SQLAlchemy does not wrap it in a
+    `StatementError`, whose message would show the plaintext parameters).
+    """
 
 
-class DatabaseUnavailableError(PlinthError):
-    """The database cannot be reached."""
+class DatabaseStateError(PlinthError, RuntimeError):
+    """A `Database` was used in a state that does not allow it."""
 
 
-class MigrationError(PlinthError):
-    """A migration command failed."""
+class DatabaseUnavailableError(PlinthError, ConnectionError):
+    """PostgreSQL could not be reached, or refused the connection."""
 
 
-class EmbeddedServerError(PlinthError):
+class EmbeddedServerError(PlinthError, RuntimeError):
     """The embedded PostgreSQL server could not be set up, started or stopped."""
 
 
+class MigrationError(PlinthError, RuntimeError):
+    """An Alembic operation failed; the message names the revision."""
+
+
 class DataError(PlinthError):
-    """Bad data from the client: answered with a 4xx, never a 500."""
+    """A statement was refused because of the data it carried."""
 
     status_code = 400
 
-    def __init__(self, detail: str, *, constraint: str | None = None) -> None:
-        super().__init__(detail)
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
         self.constraint = constraint
 
 
-class NotFound(DataError):
-    """The requested row does not exist."""
+class NotFound(DataError, LookupError):
+    """No row matched."""
 
     status_code = 404
 
 
 class Conflict(DataError):
-    """A unique constraint rejected the write."""
+    """A unique (or exclusion) constraint was violated."""
 
     status_code = 409
 
 
 class ConstraintViolation(DataError):
-    """A foreign key, not-null, check or exclusion constraint rejected the write."""
+    """A check, foreign key or not-null constraint was violated."""
 
     status_code = 422
 
 
-_SQLSTATES: dict[str, tuple[type[DataError], str]] = {
-    "23505": (Conflict, "duplicate value"),
-    "23P01": (Conflict, "conflicting value"),
-    "23503": (ConstraintViolation, "referenced row does not exist"),
-    "23502": (ConstraintViolation, "missing required value"),
-    "23514": (ConstraintViolation, "value fails a check"),
-}
+# SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html
+_CONFLICT_STATES = {"23505": "unique", "23P01": "exclusion"}
+_VIOLATION_STATES = {"23503": "foreign key", "23514": "check", "23502": "not-null"}
+
+
+def _first(candidates: list[Any], *paths: tuple[str, ...]) -> str | None:
+    for candidate in candidates:
+        for path in paths:
+            value = candidate
+            for name in path:
+                value = getattr(value, name, None)
+            if isinstance(value, str):
+                return value
+    return None
 
 
 def translate_dbapi_error(exc: BaseException) -> DataError | None:
-    """The `DataError` for a driver integrity error, or None if it is not one."""
-    seen: list[Any] = [exc, getattr(exc, "orig", None)]
-    seen.append(getattr(seen[1], "__cause__", None))
-    sqlstate = next(
-        (
-            code
-            for err in seen
-            for code in (getattr(err, "sqlstate", None), getattr(err, "pgcode", None))
-            if isinstance(code, str)
-        ),
-        None,
-    )
-    if sqlstate not in _SQLSTATES:
-        return None
-    constraint = next(
-        (
-            name
-            for err in seen
-            for name in (
-                getattr(err, "constraint_name", None),
-                getattr(getattr(err, "diag", None), "constraint_name", None),
-            )
-            if isinstance(name, str)
-        ),
-        None,
-    )
-    cls, detail = _SQLSTATES[sqlstate]
-    return cls(detail, constraint=constraint)
+    """Return the `DataError` that a driver error stands for, or None.
+
+    Only integrity violations are translated; anything else is not the
+    caller's data at fault and should stay a server error.
+    """
+    # psycopg puts `sqlstate` and `diag.constraint_name` on the DBAPI error;
+    # SQLAlchemy's asyncpg adapter puts `sqlstate` there and keeps the asyncpg
+    # exception, which has `constraint_name`, as its cause.
+    orig = getattr(exc, "orig", None)
+    candidates = [exc, orig, getattr(orig, "__cause__", None)]
+    sqlstate = _first(candidates, ("sqlstate",), ("pgcode",))
+    constraint = _first(candidates, ("constraint_name",), ("diag", "constraint_name"))
+    named = f" {constraint!r}" if constraint else ""
+    if sqlstate in _CONFLICT_STATES:
+        kind = _CONFLICT_STATES[sqlstate]
+        return Conflict(f"{kind} constraint{named} violated", constraint=constraint)
+    if sqlstate in _VIOLATION_STATES:
+        kind = _VIOLATION_STATES[sqlstate]
+        return ConstraintViolation(f"{kind} constraint{named} violated", constraint=constraint)
+    return None

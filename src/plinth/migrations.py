@@ -20,6 +20,7 @@ its own transaction, so a failure leaves the database at the last good one.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,7 +60,8 @@ def alembic_config(migrations: Path, connection: Connection | None = None) -> Co
     """An Alembic `Config` for the app's migrations folder (no ini file)."""
     if not (migrations / "env.py").is_file():
         raise MigrationError(f"no migrations at {str(migrations)!r}: env.py is missing")
-    config = Config()
+    # Alembic's default `stdout` is bound when alembic is imported; pass the current one.
+    config = Config(stdout=sys.stdout)
     config.set_main_option("script_location", str(migrations))
     config.set_main_option("path_separator", "os")
     config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")

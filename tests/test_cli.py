@@ -1,0 +1,110 @@
+"""The `plinth` command, through Typer's CliRunner and as a real process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import URL
+from typer.testing import CliRunner
+
+from plinth.cli import cli
+
+TRANSLATOR = str(Path(__file__).parents[1] / "apps" / "translator")
+SECRET = "s3cr3t-pa55"
+runner = CliRunner()
+
+
+def plinth(*args: str, url: URL | str | None = None) -> tuple[int, str, str]:
+    env = {"DATABASE_URL": url if isinstance(url, str) else url.render_as_string(False)} if url else {}
+    result = runner.invoke(cli, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_upgrade_current_check_downgrade(scratch_url: URL) -> None:
+    assert plinth("db", "current", "--app", TRANSLATOR, url=scratch_url)[1].strip() == "base"
+    code, out, err = plinth("db", "upgrade", "--app", TRANSLATOR, url=scratch_url)
+    assert code == 0, err
+    assert plinth("db", "current", "--app", TRANSLATOR, url=scratch_url)[1].strip() == (
+        "0001 (head)"
+    )
+    code, out, err = plinth("db", "check", "--app", TRANSLATOR, url=scratch_url)
+    assert (code, "models match migrations" in out) == (0, True), err
+    assert plinth("db", "downgrade", "base", "--app", TRANSLATOR, url=scratch_url)[0] == 0
+    assert plinth("db", "current", "--app", TRANSLATOR, url=scratch_url)[1].strip() == "base"
+
+
+def test_history_lists_revisions() -> None:
+    code, out, _ = plinth("db", "history", "--app", TRANSLATOR)
+    assert code == 0
+    assert "-> 0001 (head), Initial schema" in out
+
+
+def test_malformed_url_is_one_line_without_the_password() -> None:
+    code, out, err = plinth("db", "current", "--app", TRANSLATOR, url=f"mysql://u:{SECRET}@h/db")
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "DATABASE_URL has scheme 'mysql://'" in err
+    assert SECRET not in out + err
+
+
+def test_unreachable_database_is_one_line_without_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DB_CONNECT_RETRIES", "0")
+    url = f"postgresql://app:{SECRET}@127.0.0.1:1/app"
+    code, out, err = plinth("db", "upgrade", "--app", TRANSLATOR, url=url)
+    assert code == 1
+    assert "cannot connect to postgresql+asyncpg://app:***@127.0.0.1:1/app" in err
+    assert SECRET not in out + err
+    assert "Traceback" not in err
+
+
+def test_not_an_app_directory(tmp_path: Path) -> None:
+    code, _, err = plinth("db", "current", "--app", str(tmp_path))
+    assert code == 1
+    assert "is not a Plinth app" in err
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_migrates_and_answers_on_the_embedded_server() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "plinth", "serve", TRANSLATOR, "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "plinth serve did not answer in 60 s"
+                time.sleep(0.2)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["migrations"]["at_head"] is True
+        assert ready.json()["database"]["server_version"].startswith("18.")
+        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert f"serving on http://127.0.0.1:{port}" in out
+    assert "embedded PostgreSQL 18" in err
+    assert server.returncode == 0, err
