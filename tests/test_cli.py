@@ -22,7 +22,11 @@ runner = CliRunner()
 
 
 def plinth(*args: str, url: URL | str | None = None) -> tuple[int, str, str]:
-    env = {"DATABASE_URL": url if isinstance(url, str) else url.render_as_string(False)} if url else {}
+    env = (
+        {"DATABASE_URL": url if isinstance(url, str) else url.render_as_string(False)}
+        if url
+        else {}
+    )
     result = runner.invoke(cli, list(args), env=env)
     return result.exit_code, result.stdout, result.stderr
 

@@ -4,7 +4,6 @@ No `from __future__ import annotations`: FastAPI must resolve the routes' local
 `Session` alias at definition time.
 """
 
-
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -32,7 +31,7 @@ def database_at(url: URL | str, **settings: object) -> Database:
 
 async def test_lifecycle_is_explicit(scratch_url: URL) -> None:
     database = database_at(scratch_url)
-    with pytest.raises(DatabaseStateError, match="Database is new: call `await database.start"):
+    with pytest.raises(DatabaseStateError, match=r"Database is new: call `await database\.start"):
         database.session()
     async with database:
         async with database.transaction() as session:
@@ -49,7 +48,10 @@ async def test_unreachable_host_is_retried_with_backoff_then_fails_clearly(
     database = database_at(
         f"postgresql://app:{SECRET}@127.0.0.1:1/app", connect_retries=3, retry_delay=0.01
     )
-    with caplog.at_level(logging.WARNING, "plinth"), pytest.raises(DatabaseUnavailableError) as caught:
+    with (
+        caplog.at_level(logging.WARNING, "plinth"),
+        pytest.raises(DatabaseUnavailableError) as caught,
+    ):
         await database.start()
     message = str(caught.value)
     assert "after 4 attempts" in message
@@ -75,7 +77,7 @@ async def test_backoff_doubles(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_missing_database_fails_at_once(plinth_server: URL) -> None:
     database = database_at(plinth_server.set(database="no_such_db"), retry_delay=5)
-    with pytest.raises(DatabaseUnavailableError, match="after 1 attempt .*no_such_db"):
+    with pytest.raises(DatabaseUnavailableError, match=r"after 1 attempt .*no_such_db"):
         await database.start()
 
 

@@ -29,7 +29,13 @@ async def test_concurrent_upgrades_wait_for_the_lock_and_apply_once(scratch_url:
         await holder.commit()
         replicas = [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "plinth", "db", "upgrade", "--app", str(TRANSLATOR),
+                sys.executable,
+                "-m",
+                "plinth",
+                "db",
+                "upgrade",
+                "--app",
+                str(TRANSLATOR),
                 env=environment,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -65,7 +65,8 @@ def test_bad_url_is_one_line_naming_the_variable_without_the_password(
     assert expected in message
     assert SECRET not in message
     assert "\n" not in message
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
 
 
 def test_bad_pool_size_names_its_variable() -> None:
@@ -81,7 +82,9 @@ def test_repr_and_str_mask_the_password() -> None:
 
 
 def test_production_requires_a_url() -> None:
-    with pytest.raises(ConfigurationError, match="DATABASE_URL is required when APP_ENV=production"):
+    with pytest.raises(
+        ConfigurationError, match="DATABASE_URL is required when APP_ENV=production"
+    ):
         DatabaseSettings.load(app_env="production")
 
 
@@ -116,7 +119,8 @@ def test_asyncpg_verify_full_builds_a_verifying_context(tmp_path: object) -> Non
     _, options = engine_arguments(settings, settings.database_url)
     context = options["connect_args"]["ssl"]
     assert isinstance(context, ssl.SSLContext)
-    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert context.verify_mode == ssl.CERT_REQUIRED
 
 
 def test_psycopg_keeps_libpq_parameters() -> None:
@@ -132,7 +136,10 @@ def test_psycopg_keeps_libpq_parameters() -> None:
 
 def test_pool_settings_reach_the_engine() -> None:
     settings = DatabaseSettings.load(
-        database_url="postgresql://h/db", pool_size=10, max_overflow=20, engine_options={"echo": True}
+        database_url="postgresql://h/db",
+        pool_size=10,
+        max_overflow=20,
+        engine_options={"echo": True},
     )
     _, options = engine_arguments(settings, make_url("postgresql+asyncpg://h/db"))
     assert (options["pool_size"], options["max_overflow"], options["echo"]) == (10, 20, True)
