@@ -112,3 +112,11 @@ def test_serve_migrates_and_answers_on_the_embedded_server() -> None:
     assert f"serving on http://127.0.0.1:{port}" in out
     assert "embedded PostgreSQL 18" in err
     assert server.returncode == 0, err
+
+
+def test_doctor_reports_and_fails_behind_head(scratch_url: URL) -> None:
+    code, out, _ = plinth("doctor", "--app", TRANSLATOR, url=scratch_url)
+    assert code == 1
+    assert "PostgreSQL" in out
+    assert "SUPERUSER" in out
+    assert "at base, head 0001" in out

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy import URL
+from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plinth import migrations
@@ -167,6 +167,50 @@ def revision(
         await connection.run_sync(body)
 
     _guarded(lambda: _on_connection(spec, create, upgrade_first=autogenerate))
+
+
+@cli.command()
+def doctor(app: AppOption = Path(".")) -> None:
+    """Check the connection: server, SSL, role privileges, migrations, pool."""
+    from rich.table import Table
+
+    from plinth.security import inspect_connection
+
+    spec = _guarded(lambda: find_app(app))
+    settings = _guarded(DatabaseSettings.load)
+
+    async def inspect(connection: AsyncConnection) -> list[tuple[str, str, bool]]:
+        security = await inspect_connection(connection)
+        version = (await connection.execute(text("SHOW server_version"))).scalar_one()
+        revisions = await migrations.current(connection)
+        head = migrations.heads(spec.migrations)
+        production = settings.app_env == "production"
+        excess = ", ".join(security.excess_privileges) or "none"
+        return [
+            ("server", f"PostgreSQL {version}", True),
+            ("ssl", security.ssl_version or "off", security.ssl or not production),
+            (
+                "role",
+                f"{security.role} (extra privileges: {excess})",
+                not (security.superuser and production),
+            ),
+            (
+                "migrations",
+                f"at {', '.join(revisions) or 'base'}, head {', '.join(head)}",
+                sorted(revisions) == sorted(head),
+            ),
+            ("pool", f"{settings.pool_size} + {settings.max_overflow} overflow", True),
+        ]
+
+    rows = _guarded(lambda: _on_connection(spec, inspect))
+    table = Table(title=f"{spec.name}: {settings.redacted_url()} ({settings.app_env})")
+    for column in ("check", "finding", "ok"):
+        table.add_column(column)
+    for name, finding, ok in rows:
+        table.add_row(name, finding, "[green]yes[/]" if ok else "[red]no[/]")
+    console.print(table)
+    if not all(ok for _, _, ok in rows):
+        raise typer.Exit(1)
 
 
 @cli.command()

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from plinth.errors import DatabaseStateError, DatabaseUnavailableError
+from plinth.errors import ConfigurationError, DatabaseStateError, DatabaseUnavailableError
 from plinth.settings import DatabaseSettings, redact
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ logger = logging.getLogger("plinth")
 
 # Server answers that mean "try again later"; anything else with a SQLSTATE is final.
 _TRANSIENT_SQLSTATES = {"57P03", "53300", "08000", "08001", "08006", "57P01"}
+# The same conditions as libpq words them (57P03, 53300), for psycopg's SQLSTATE-less errors.
+_TRANSIENT_FATAL = ("database system is", "too many clients", "connection slots are reserved")
 
 
 def _ssl_context(query: Mapping[str, Any]) -> ssl.SSLContext | str:
@@ -68,6 +70,7 @@ def engine_arguments(settings: DatabaseSettings, url: URL) -> tuple[URL, dict[st
 
     Pure: builds no engine, so it is cheap to test for every driver.
     """
+    url = settings.with_driver(url)
     query = dict(url.query)
     connect_args: dict[str, Any] = {}
     if url.drivername == "postgresql+asyncpg":
@@ -108,6 +111,11 @@ def _is_transient(exc: BaseException) -> bool:
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate is not None:
             return sqlstate in _TRANSIENT_SQLSTATES
+        if isinstance(exc, OperationalError) and not exc.connection_invalidated:
+            # libpq (psycopg) reports a failed connection attempt without a SQLSTATE;
+            # a refusal by the server itself ("FATAL: ...") is final unless it says "later".
+            message = str(exc.orig)
+            return "FATAL:" not in message or any(hint in message for hint in _TRANSIENT_FATAL)
         return isinstance(exc, OperationalError | InterfaceError) and exc.connection_invalidated
     return False
 
@@ -212,6 +220,8 @@ class Database:
             await connect_with_retries(
                 engine, self.settings.connect_retries, self.settings.retry_delay
             )
+            if self.settings.app_env == "production":
+                await _check_production_connection(engine)
         except BaseException:
             await engine.dispose()
             raise
@@ -232,11 +242,11 @@ class Database:
         return make_url(self._embedded.url)
 
     async def close(self) -> None:
-        """Dispose of the pool (and stop an embedded server this object started)."""
+        """Dispose of the pool (and release the embedded server, if it used one)."""
         if self._engine is not None:
             await self._engine.dispose()
-        if self._embedded is not None and self._embedded.started_here:
-            await asyncio.to_thread(self._embedded.stop)
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.release)
         self._engine = self._sessions = None
         self._state = _State.CLOSED
 
@@ -295,6 +305,24 @@ class Database:
         except (TimeoutError, OSError, DBAPIError) as exc:
             raise DatabaseUnavailableError(_reason(exc)) from exc
         return Ping(round((time.perf_counter() - started) * 1000, 2), str(version).split()[0])
+
+
+async def _check_production_connection(engine: AsyncEngine) -> None:
+    from plinth.security import inspect_connection
+
+    async with engine.connect() as connection:
+        security = await inspect_connection(connection)
+    if not security.ssl:
+        raise ConfigurationError(
+            f"the connection to {redact(engine.url)} is not encrypted (pg_stat_ssl), although "
+            "APP_ENV=production requires SSL: check the server's ssl setting"
+        )
+    if security.excess_privileges:
+        logger.warning(
+            "role %r has %s; the app needs only SELECT/INSERT/UPDATE/DELETE on its tables",
+            security.role,
+            ", ".join(security.excess_privileges),
+        )
 
 
 async def connect_with_retries(engine: AsyncEngine, retries: int, delay: float) -> None:
