@@ -132,6 +132,10 @@ class DatabaseSettings(BaseSettings):
     application_name: str = "plinth"
     """Shown in ``pg_stat_activity``."""
 
+    driver: Literal["asyncpg", "psycopg"] | None = None
+    """``DB_DRIVER``: the async driver for every URL, the embedded server's too.
+    Unset: the URL's scheme decides (``postgresql://`` means asyncpg)."""
+
     engine_options: dict[str, Any] = Field(default_factory=dict)
     """Rarely needed extra `create_async_engine` arguments, as JSON."""
 
@@ -155,6 +159,10 @@ class DatabaseSettings(BaseSettings):
             return cls(**overrides)
         except ValidationError as exc:
             raise ConfigurationError(_describe(exc)) from None
+
+    def with_driver(self, url: URL) -> URL:
+        """`url` switched to `driver`, when one is set."""
+        return url if self.driver is None else url.set(drivername=f"postgresql+{self.driver}")
 
     def redacted_url(self) -> str:
         """The URL for messages and logs, or ``'<embedded>'`` when unset."""
