@@ -92,5 +92,5 @@ Index("idx_documents_created_at", Document.created_at.desc())
 Index("idx_translations_created_at", Translation.created_at.desc())
 ddl.fulltext_index("idx_documents_content_fts", Document.content)
 ddl.fulltext_index("idx_translations_content_fts", Translation.translated_content)
-for table in (User.__table__, Document.__table__, Translation.__table__):
-    ddl.updated_at_trigger(table)
+for model in (User, Document, Translation):
+    ddl.updated_at_trigger(model)

@@ -5,10 +5,13 @@ The public API is what this module exports; everything else may change.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from plinth import ddl as ddl
 from plinth import migrations as migrations
 from plinth.engine import Database as Database
 from plinth.engine import Ping as Ping
+from plinth.errors import CacheUnavailableError as CacheUnavailableError
 from plinth.errors import ConfigurationError as ConfigurationError
 from plinth.errors import Conflict as Conflict
 from plinth.errors import ConstraintViolation as ConstraintViolation
@@ -16,15 +19,25 @@ from plinth.errors import DatabaseStateError as DatabaseStateError
 from plinth.errors import DatabaseUnavailableError as DatabaseUnavailableError
 from plinth.errors import DataError as DataError
 from plinth.errors import EmbeddedServerError as EmbeddedServerError
+from plinth.errors import EncryptionKeyError as EncryptionKeyError
 from plinth.errors import MigrationError as MigrationError
 from plinth.errors import NotFound as NotFound
 from plinth.errors import PlinthError as PlinthError
+from plinth.errors import ServiceStateError as ServiceStateError
+from plinth.errors import StorageUnavailableError as StorageUnavailableError
 from plinth.handlers import exception_handlers as exception_handlers
 from plinth.health import health_router as health_router
 from plinth.health import readiness as readiness
+from plinth.migration_guard import MigrationSettings as MigrationSettings
+from plinth.pagination import Page as Page
+from plinth.repository import Repository as Repository
 from plinth.settings import DatabaseSettings as DatabaseSettings
 
 __all__ = [
+    "Cache",
+    "CacheScope",
+    "CacheSettings",
+    "CacheUnavailableError",
     "ConfigurationError",
     "Conflict",
     "ConstraintViolation",
@@ -34,10 +47,20 @@ __all__ = [
     "DatabaseStateError",
     "DatabaseUnavailableError",
     "EmbeddedServerError",
+    "EncryptedText",
+    "EncryptionKeyError",
+    "Keyring",
     "MigrationError",
+    "MigrationSettings",
     "NotFound",
+    "Page",
     "Ping",
     "PlinthError",
+    "Repository",
+    "ServiceStateError",
+    "Storage",
+    "StorageSettings",
+    "StorageUnavailableError",
     "ddl",
     "exception_handlers",
     "health_router",
@@ -46,3 +69,30 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from plinth.cache import Cache as Cache
+    from plinth.cache import CacheScope as CacheScope
+    from plinth.cache import CacheSettings as CacheSettings
+    from plinth.encryption import EncryptedText as EncryptedText
+    from plinth.encryption import Keyring as Keyring
+    from plinth.storage import Storage as Storage
+    from plinth.storage import StorageSettings as StorageSettings
+
+
+def __getattr__(name: str) -> Any:
+    # These need the `crypto` extra (cryptography): imported only when used.
+    if name in ("EncryptedText", "Keyring"):
+        from plinth import encryption
+
+        return getattr(encryption, name)
+    # The `redis` and `s3` extras, likewise.
+    if name in ("Cache", "CacheScope", "CacheSettings"):
+        from plinth import cache
+
+        return getattr(cache, name)
+    if name in ("Storage", "StorageSettings"):
+        from plinth import storage
+
+        return getattr(storage, name)
+    raise AttributeError(f"module 'plinth' has no attribute {name!r}")

@@ -38,7 +38,7 @@ cli = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 db = typer.Typer(
-    help="Migrations: upgrade, downgrade, current, history, check, revision.",
+    help="Migrations: upgrade, downgrade, current, history, check, lint, reset, revision.",
     pretty_exceptions_show_locals=False,
 )
 cli.add_typer(db, name="db")
@@ -129,21 +129,76 @@ def history(app: AppOption = Path(".")) -> None:
 
 @db.command()
 def check(app: AppOption = Path(".")) -> None:
-    """Exit 1 unless there is one head and the models match the migrations."""
+    """Exit 1 unless there is one head and the models match the migrations.
+
+    The comparison of the migration kit's test 3, in two scratch databases on
+    the server: the database itself is not touched.
+    """
+    from plinth.kit import schema_drift
+
     spec = _guarded(lambda: find_app(app))
     head = _guarded(lambda: migrations.heads(spec.migrations))
     if len(head) != 1:
         raise _fail(f"{spec.name}: expected one head, found {len(head)}: {', '.join(head)}")
     metadata = _guarded(lambda: spec.metadata)
-    diffs: list[Any] = _guarded(
-        lambda: _on_connection(spec, lambda c: migrations.drift(c, metadata), upgrade_first=True)
-    )
-    if diffs:
-        errors.print(f"{spec.name}: the models differ from the migrations:")
-        for diff in diffs:
-            errors.print(f"  {diff}", highlight=False)
+    settings = _guarded(DatabaseSettings.load)
+
+    def compare() -> Any:
+        with resolve_database_url(settings, spec.path) as url:
+            return asyncio.run(schema_drift(url, spec.migrations, metadata))
+
+    found = _guarded(compare)
+    if found:
+        errors.print(f"{spec.name}: the models differ from the migrations.", highlight=False)
+        errors.print(found.report(), highlight=False, markup=False)
         raise typer.Exit(1)
     console.print(f"{spec.name}: one head ({head[0]}), models match migrations")
+
+
+@db.command("lint")
+def lint_command(app: AppOption = Path(".")) -> None:
+    """Report migrations that lock busy tables or break running code (squawk)."""
+    from plinth.lint import lint
+
+    spec = _guarded(lambda: find_app(app))
+    findings = _guarded(lambda: lint(spec.migrations))
+    for finding in findings:
+        (console if finding.allowed else errors).print(str(finding), highlight=False, markup=False)
+    unsafe = [finding for finding in findings if not finding.allowed]
+    if unsafe:
+        errors.print(
+            f"{spec.name}: {len(unsafe)} unsafe operation(s); use the safe alternative, or "
+            "acknowledge one with `# plinth: allow <rule>` in its revision file",
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(1)
+    allowed = f" ({len(findings)} acknowledged)" if findings else ""
+    console.print(f"{spec.name}: no unsafe operations{allowed}", highlight=False)
+
+
+@db.command()
+def reset(
+    app: AppOption = Path("."),
+    yes_really: Annotated[
+        bool, typer.Option("--yes-really", help="Allow it with APP_ENV=production.")
+    ] = False,
+) -> None:
+    """Downgrade to base, then upgrade to head: every migrated table loses its data."""
+    spec = _guarded(lambda: find_app(app))
+    settings = _guarded(DatabaseSettings.load)
+    if settings.app_env == "production" and not yes_really:
+        raise _fail(
+            "refusing to reset a production database (APP_ENV=production): it drops every "
+            "table the migrations created, with its data; pass --yes-really to do it anyway"
+        )
+
+    async def run(connection: AsyncConnection) -> None:
+        await migrations.downgrade(connection, spec.migrations, "base")
+        await migrations.upgrade(connection, spec.migrations)
+
+    _guarded(lambda: _on_connection(spec, run))
+    console.print(f"{spec.name}: reset (downgraded to base, upgraded to head)")
 
 
 @db.command()

@@ -16,12 +16,25 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import DDL, DateTime, FetchedValue, Index, MetaData, event, func, literal_column
+from sqlalchemy import (
+    DDL,
+    DateTime,
+    FetchedValue,
+    Index,
+    MetaData,
+    Table,
+    event,
+    func,
+    literal_column,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement, Table
+    from sqlalchemy import ColumnElement
+    from sqlalchemy.orm import QueryableAttribute
+
+    Column = ColumnElement[Any] | QueryableAttribute[Any]
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -135,8 +148,12 @@ def extensions(metadata: MetaData, *names: str, if_available: tuple[str, ...] = 
         event.listen(metadata, "before_create", create_extension(name, if_available=True))
 
 
-def updated_at_trigger(table: Table) -> None:
-    """Keep ``table.updated_at`` current on every UPDATE, in the database."""
+def updated_at_trigger(model: type[Any] | Table) -> None:
+    """Keep ``updated_at`` current on every UPDATE, in the database.
+
+    `model` is a mapped class or a `Table`.
+    """
+    table = model if isinstance(model, Table) else model.__table__
     if "updated_at" not in table.c:
         raise ValueError(f"table {table.name!r} has no updated_at column")
     registry = _registry(table.metadata)
@@ -148,13 +165,13 @@ def updated_at_trigger(table: Table) -> None:
     registry["triggers"].add(_trigger_name(table.name))
 
 
-def _tsvector(column: ColumnElement[Any], config: str) -> ColumnElement[Any]:
+def _tsvector(column: Column, config: str) -> ColumnElement[Any]:
     # A literal regconfig, not a bind parameter: the index expression and the
     # query expression must be textually identical for the planner to match.
     return func.to_tsvector(literal_column(f"'{config}'::regconfig"), column)
 
 
-def fulltext_index(name: str, column: ColumnElement[Any], config: str = "english") -> Index:
+def fulltext_index(name: str, column: Column, config: str = "english") -> Index:
     """A GIN index on ``to_tsvector(config, column)``, attached to the column's table."""
     index = Index(name, _tsvector(column, config), postgresql_using="gin")
     table = getattr(column, "table", None)
@@ -164,9 +181,7 @@ def fulltext_index(name: str, column: ColumnElement[Any], config: str = "english
     return index
 
 
-def fulltext_match(
-    column: ColumnElement[Any], query: str, config: str = "english"
-) -> ColumnElement[bool]:
+def fulltext_match(column: Column, query: str, config: str = "english") -> ColumnElement[bool]:
     """``to_tsvector(config, column) @@ websearch_to_tsquery(config, query)``;
     uses the `fulltext_index` on the same column and config."""
     tsquery = func.websearch_to_tsquery(literal_column(f"'{config}'::regconfig"), query)

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from plinth.errors import ConfigurationError, DatabaseStateError, DatabaseUnavailableError
+from plinth.session import enable_lean_reads
 from plinth.settings import DatabaseSettings, redact
 
 if TYPE_CHECKING:
@@ -225,6 +226,8 @@ class Database:
         except BaseException:
             await engine.dispose()
             raise
+        # Reads outside a write cost one round trip, not BEGIN/SELECT/ROLLBACK.
+        enable_lean_reads(engine.sync_engine)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._state = _State.STARTED

@@ -8,6 +8,9 @@ The hierarchy::
     ├── DatabaseStateError          a Database used before start, or after close
     ├── DatabaseUnavailableError    PostgreSQL cannot be reached (after retries)
     ├── EmbeddedServerError         the embedded PostgreSQL failed to start or stop
+    ├── ServiceStateError           a Cache or Storage used before start, or after close
+    ├── CacheUnavailableError       Redis cannot be reached (after retries)
+    ├── StorageUnavailableError     S3 cannot be reached, or refused the request
     ├── MigrationError              an Alembic operation failed
     └── DataError                   a statement was refused because of the data
         ├── NotFound                    no row matched                   (HTTP 404)
@@ -26,6 +29,7 @@ from typing import Any
 from sqlalchemy.exc import DontWrapMixin
 
 __all__ = [
+    "CacheUnavailableError",
     "ConfigurationError",
     "Conflict",
     "ConstraintViolation",
@@ -37,6 +41,8 @@ __all__ = [
     "MigrationError",
     "NotFound",
     "PlinthError",
+    "ServiceStateError",
+    "StorageUnavailableError",
     "translate_dbapi_error",
 ]
 
@@ -67,6 +73,18 @@ class DatabaseUnavailableError(PlinthError, ConnectionError):
 
 class EmbeddedServerError(PlinthError, RuntimeError):
     """The embedded PostgreSQL server could not be set up, started or stopped."""
+
+
+class ServiceStateError(PlinthError, RuntimeError):
+    """A `Cache` or `Storage` was used in a state that does not allow it."""
+
+
+class CacheUnavailableError(PlinthError, ConnectionError):
+    """Redis could not be reached, or refused the connection."""
+
+
+class StorageUnavailableError(PlinthError, ConnectionError):
+    """S3 could not be reached, or refused the request (credentials, bucket)."""
 
 
 class MigrationError(PlinthError, RuntimeError):

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from plinth.errors import DatabaseUnavailableError, DataError, translate_dbapi_error
+from plinth.errors import (
+    CacheUnavailableError,
+    DatabaseUnavailableError,
+    DataError,
+    StorageUnavailableError,
+    translate_dbapi_error,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -48,10 +54,21 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
 
+async def _cache_unavailable(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": "cache unavailable"}, status_code=503)
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": "storage unavailable"}, status_code=503)
+
+
+# Typed as FastAPI's parameter is, so apps pass it under mypy --strict.
 exception_handlers: dict[
-    type[Exception], Callable[[Request, Exception], Coroutine[Any, Any, Response]]
+    int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]
 ] = {
     DataError: _data_error,
     IntegrityError: _integrity_error,
     DatabaseUnavailableError: _unavailable,
+    CacheUnavailableError: _cache_unavailable,
+    StorageUnavailableError: _storage_unavailable,
 }

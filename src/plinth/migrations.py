@@ -26,15 +26,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import alembic_postgresql_enum  # noqa: F401  (autogenerate: enum types, values; ALTER TYPE ops)
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext, MigrationInfo
-from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from plinth import migration_guard
 from plinth.errors import MigrationError
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def alembic_config(migrations: Path, connection: Connection | None = None) -> Co
 
 def heads(migrations: Path) -> tuple[str, ...]:
     """The head revisions of the scripts (more than one means unmerged branches)."""
-    return tuple(ScriptDirectory.from_config(alembic_config(migrations)).get_heads())
+    return tuple(migration_guard.load_scripts(migrations).get_heads())
 
 
 def run_env(target_metadata: MetaData | None, **configure: Any) -> None:
@@ -142,6 +143,9 @@ async def _locked(
     migrations: Path,
     action: str,
     run: Callable[[Config], None],
+    *,
+    target: str = "head",
+    upward: bool = True,
 ) -> None:
     await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     # Session-level lock: it survives this commit and every migration's own commit.
@@ -153,8 +157,10 @@ async def _locked(
             with _translated(action, config):
                 run(config)
 
-        await connection.run_sync(body)
-        await connection.commit()
+        # Timeouts only now: replicas wait for each other's lock without a limit.
+        async with migration_guard.guarded(connection, migrations, action, target, upward=upward):
+            await connection.run_sync(body)
+            await connection.commit()
     finally:
         await connection.rollback()
         await connection.execute(
@@ -170,6 +176,7 @@ async def upgrade(connection: AsyncConnection, migrations: Path, revision: str =
         migrations,
         f"upgrade to {revision!r}",
         lambda config: command.upgrade(config, revision),
+        target=revision,
     )
 
 
@@ -180,6 +187,8 @@ async def downgrade(connection: AsyncConnection, migrations: Path, revision: str
         migrations,
         f"downgrade to {revision!r}",
         lambda config: command.downgrade(config, revision),
+        target=revision,
+        upward=False,
     )
 
 

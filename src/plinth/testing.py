@@ -54,6 +54,7 @@ __all__ = [
     "plinth_app",
     "plinth_databases",
     "plinth_server",
+    "s3_server",
 ]
 
 LOCAL_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -147,7 +148,8 @@ class TestDatabases:
         if app.path not in self.engines:
             name = f"plinth_test_{app.name}_{os.getpid()}"
             url = await create_database(self.server, name)
-            engine = _engine(url)
+            # The app's own driver (`DB_DRIVER`), so its tests run on what it runs on.
+            engine = _engine(app.database.settings.with_driver(url))
             async with engine.connect() as connection:
                 await migrations.upgrade(connection, app.migrations)
             self.engines[app.path] = engine
@@ -222,3 +224,16 @@ async def client(
     transport = httpx.ASGITransport(app=plinth_app.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """Endpoint URL of a real S3-compatible server on loopback (moto, in the dev extra)."""
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

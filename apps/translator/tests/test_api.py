@@ -70,7 +70,7 @@ async def test_list_is_newest_first_and_filters_by_session(client: httpx.AsyncCl
     await create_document(client, session_id="someone-else")
     listed = (await client.get("/documents", params={"session_id": "browser-1"})).json()
     # Same transaction, same created_at: the id breaks the tie; both are present once.
-    assert sorted(d["id"] for d in listed) == sorted([first["id"], second["id"]])
+    assert sorted(str(d["id"]) for d in listed) == sorted([str(first["id"]), str(second["id"])])
 
 
 async def test_search_finds_documents_by_stemmed_words(client: httpx.AsyncClient) -> None:

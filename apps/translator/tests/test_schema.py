@@ -128,14 +128,17 @@ async def test_deleting_a_user_cascades_to_documents_and_translations(
 
 
 @pytest.mark.parametrize("model", [User, Document, Translation])
-async def test_updated_at_trigger_overrides_updates(db_session: AsyncSession, model: type) -> None:
+async def test_updated_at_trigger_overrides_updates(
+    db_session: AsyncSession, model: type[User | Document | Translation]
+) -> None:
     doc = document()
     await add(db_session, doc)
-    row = {
+    rows: dict[type, User | Document | Translation] = {
         User: User(email="t@example.com"),
         Document: doc,
         Translation: Translation(document_id=doc.id, target_language="fr", session_id="s"),
-    }[model]
+    }
+    row = rows[model]
     await add(db_session, row)
     table = model.__tablename__
     # The trigger replaces whatever the UPDATE sets with the transaction's now().

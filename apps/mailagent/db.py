@@ -1,0 +1,34 @@
+"""The mail agent's database: psycopg 3, the seed's pool, a session dependency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plinth import Database, DatabaseSettings
+
+
+class MailAgentDatabaseSettings(DatabaseSettings):
+    """Plinth's settings with the seed's defaults; the environment still overrides them."""
+
+    driver: Literal["asyncpg", "psycopg"] | None = "psycopg"
+    """psycopg 3 in async mode, whatever scheme DATABASE_URL (or the embedded server) uses."""
+
+    pool_size: int = Field(default=20, ge=1)
+    """The seed's pool: 20 connections kept open..."""
+
+    max_overflow: int = Field(default=10, ge=0)
+    """...and up to 10 more under load (30 in all: check the server's max_connections)."""
+
+    application_name: str = "mailagent"
+
+
+database = Database(
+    MailAgentDatabaseSettings.load(), migrations=Path(__file__).parent / "migrations"
+)
+
+Session = Annotated[AsyncSession, database.depends]
+"""A unit of work per request: committed before the response is sent."""

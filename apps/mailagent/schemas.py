@@ -1,0 +1,36 @@
+"""Request and response bodies. Tokens go in, and never come back out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class UserIn(BaseModel):
+    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    telegram_id: str | None = Field(default=None, max_length=100)
+    telegram_username: str | None = Field(default=None, max_length=100)
+    gmail_oauth_token: str | None = None
+    gmail_refresh_token: str | None = None
+
+
+class UserUpdate(BaseModel):
+    telegram_id: str | None = Field(default=None, max_length=100)
+    telegram_username: str | None = Field(default=None, max_length=100)
+    is_active: bool | None = None
+    onboarding_completed: bool | None = None
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    telegram_id: str | None
+    telegram_username: str | None
+    is_active: bool
+    onboarding_completed: bool
+    has_gmail_token: bool
+    created_at: datetime
+    updated_at: datetime

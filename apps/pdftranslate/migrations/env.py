@@ -1,0 +1,4 @@
+from pdftranslate.models import Base
+from plinth.migrations import run_env
+
+run_env(Base.metadata)

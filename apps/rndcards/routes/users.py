@@ -1,0 +1,83 @@
+"""Users and their batches: how a route gets its session and repositories.
+
+``Session`` (``rndcards.db``) opens one unit of work per request and commits
+it before the response is sent; the repositories below share it, so a
+request's writes land together or not at all. Repository errors become
+404/409/422 through Plinth's exception handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from plinth import NotFound
+from rndcards.db import Session
+from rndcards.repositories import BatchRepository, UserRepository
+from rndcards.schemas import BatchIn, BatchOut, UserIn, UserOut
+
+
+def user_repository(session: Session) -> UserRepository:
+    return UserRepository(session)
+
+
+def batch_repository(session: Session) -> BatchRepository:
+    return BatchRepository(session)
+
+
+Users = Annotated[UserRepository, Depends(user_repository)]
+Batches = Annotated[BatchRepository, Depends(batch_repository)]
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.post("", status_code=201)
+async def create_user(body: UserIn, users: Users) -> UserOut:
+    """Register a user; 409 if the e-mail or Cognito id is taken."""
+    user = await users.create(body.email, body.name, body.cognito_sub, company=body.company)
+    return UserOut.model_validate(user)
+
+
+@router.get("")
+async def find_user(users: Users, email: Annotated[str, Query(max_length=255)]) -> UserOut:
+    """The user with this e-mail."""
+    user = await users.get_by_email(email)
+    if user is None:
+        raise NotFound(f"no user with e-mail {email!r}")
+    return UserOut.model_validate(user)
+
+
+@router.get("/{user_id}")
+async def get_user(user_id: UUID, users: Users) -> UserOut:
+    user = await users.get_by_id(user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return UserOut.model_validate(user)
+
+
+@router.post("/{user_id}/login", status_code=204)
+async def record_login(user_id: UUID, users: Users) -> Response:
+    """Stamp ``last_login_at``; 404 for an unknown user."""
+    await users.update_last_login(user_id)
+    return Response(status_code=204)
+
+
+@router.post("/{user_id}/batches", status_code=201)
+async def create_batch(user_id: UUID, body: BatchIn, users: Users, batches: Batches) -> BatchOut:
+    await users.get_one(user_id)
+    batch = await batches.create(user_id, body.name, body.total_projects)
+    return BatchOut.model_validate(batch)
+
+
+@router.get("/{user_id}/batches")
+async def list_batches(
+    user_id: UUID,
+    batches: Batches,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[BatchOut]:
+    """The user's batches, newest first, archived ones left out."""
+    rows = await batches.list_by_user(user_id, limit=limit, offset=offset)
+    return [BatchOut.model_validate(batch) for batch in rows]

@@ -1,0 +1,421 @@
+"""A Redis cache with the same explicit lifecycle as `plinth.Database`.
+
+``Cache`` owns one ``redis.asyncio`` client on a bounded, blocking connection
+pool (a burst of requests waits for a free connection instead of failing
+with "Too many connections"). Values are JSON: `set` serialises anything
+pydantic can (models, dataclasses, UUIDs, datetimes), `get` validates into
+the type asked for. Every key is prefixed (``<prefix>:<key>``), and
+`scope` narrows a cache to a tenant or a feature, so that two apps or two
+tenants sharing one Redis never read each other's keys.
+
+The settings are read when the cache starts, not when it is built: an app
+module can create its `Cache` at import time without Redis settings, so
+commands that never touch the cache (migrations) do not need them.
+
+Needs the ``redis`` extra: ``pip install 'plinth[redis]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from urllib.parse import urlsplit
+
+import pydantic_core
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from plinth.engine import Ping
+from plinth.errors import CacheUnavailableError, ConfigurationError, ServiceStateError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["Cache", "CacheScope", "CacheSettings", "redact_url"]
+
+logger = logging.getLogger("plinth")
+
+T = TypeVar("T")
+TTL = float | timedelta | None
+
+_SCHEMES = ("redis", "rediss", "unix")
+# A dropped connection (Redis restarted, a proxy closed an idle socket) is
+# retried once on a fresh connection; a Redis that is down fails at once.
+_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+class CacheSettings(BaseSettings):
+    """How to reach Redis and how to pool connections.
+
+    ``REDIS_URL`` as the seeds name it; the other fields use the ``CACHE_``
+    prefix, e.g. ``CACHE_MAX_CONNECTIONS=20``. The `repr` masks the password.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CACHE_",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,
+        populate_by_name=True,
+    )
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    """``REDIS_URL``: ``redis://[:password@]host:6379/db``, ``rediss://`` for TLS."""
+
+    key_prefix: str | None = None
+    """Prefix of every key; overrides the prefix the app's code gives `Cache`."""
+
+    max_connections: int = Field(default=10, ge=1)
+    """Connections in the pool; a request waits for a free one beyond that."""
+
+    pool_timeout: float = Field(default=2.0, gt=0)
+    """Seconds to wait for a free connection before failing."""
+
+    socket_timeout: float = Field(default=2.0, gt=0)
+    """Seconds allowed for one command: a late cache answer is worse than a miss."""
+
+    socket_connect_timeout: float = Field(default=2.0, gt=0)
+    """Seconds allowed for one connection attempt."""
+
+    default_ttl: float | None = Field(default=3600.0, gt=0)
+    """Seconds a value lives when `set` is given no ``ttl``; unset: forever."""
+
+    connect_retries: int = Field(default=3, ge=0)
+    """Retries at start-up when Redis cannot be reached."""
+
+    retry_delay: float = Field(default=0.5, ge=0)
+    """First retry delay in seconds at start-up; it doubles each time."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        # The message never repeats the value: it may hold a password.
+        scheme = urlsplit(value.strip()).scheme
+        if scheme not in _SCHEMES:
+            choices = ", ".join(f"{s}://" for s in _SCHEMES)
+            raise ValueError(f"must start with one of {choices}")
+        return value.strip()
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "redis_url" else value
+
+    @classmethod
+    def load(cls, **overrides: Any) -> CacheSettings:
+        """Read the settings, raising a one-line `ConfigurationError` on bad input."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_input=False, include_url=False):
+                field = str(error["loc"][0]) if error["loc"] else ""
+                # The URL's error is located by its alias, REDIS_URL.
+                name = field.upper() if field == "REDIS_URL" else f"CACHE_{field.upper()}"
+                problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}")
+            raise ConfigurationError("; ".join(problems)) from None
+
+    def redacted_url(self) -> str:
+        """The URL for messages and logs."""
+        return redact_url(self.redis_url)
+
+
+@functools.cache
+def _adapter(type_: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(type_)
+
+
+def _load(raw: bytes | str, type_: Any) -> Any:
+    return pydantic_core.from_json(raw) if type_ is None else _adapter(type_).validate_json(raw)
+
+
+def _milliseconds(ttl: float | timedelta) -> int:
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    if seconds <= 0:
+        raise ValueError(f"ttl must be positive, got {seconds!r} s")
+    return max(1, round(seconds * 1000))
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class _Operations:
+    """Typed JSON operations on the keys below one prefix."""
+
+    _cache: Cache
+    _prefix: str
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key here (without the trailing colon)."""
+        return self._prefix
+
+    def key(self, key: str) -> str:
+        """The full Redis key for `key`."""
+        return f"{self._prefix}:{key}" if self._prefix else key
+
+    def scope(self, *parts: str | object) -> CacheScope:
+        """A view of the keys below ``<prefix>:<part>:...``, e.g. one tenant's."""
+        if not parts:
+            raise ValueError("scope() needs at least one part")
+        return CacheScope(self._cache, self.key(":".join(str(part) for part in parts)))
+
+    @overload
+    async def get(self, key: str) -> Any: ...
+    @overload
+    async def get(self, key: str, type_: type[T]) -> T | None: ...
+    async def get(self, key: str, type_: Any = None) -> Any:
+        """The value at `key` (validated as `type_` when given), or None if absent."""
+        with self._cache.translated():
+            raw = await self._cache.client.get(self.key(key))
+        return None if raw is None else _load(raw, type_)
+
+    async def set(self, key: str, value: Any, *, ttl: TTL = None) -> None:
+        """Store `value` as JSON; `ttl` (seconds or a timedelta) defaults to ``default_ttl``."""
+        data = pydantic_core.to_json(value)
+        ttl = ttl if ttl is not None else self._cache.settings.default_ttl
+        px = _milliseconds(ttl) if ttl is not None else None
+        with self._cache.translated():
+            await self._cache.client.set(self.key(key), data, px=px)
+
+    async def get_or_set(
+        self, key: str, factory: Callable[[], Awaitable[T]], type_: type[T], *, ttl: TTL = None
+    ) -> T:
+        """The cached value, or `factory`'s result, cached (a cached None is a hit)."""
+        with self._cache.translated():
+            raw = await self._cache.client.get(self.key(key))
+        if raw is not None:
+            return cast(T, _load(raw, type_))
+        value = await factory()
+        await self.set(key, value, ttl=ttl)
+        return value
+
+    async def delete(self, *keys: str) -> int:
+        """Delete `keys`; return how many existed."""
+        if not keys:
+            return 0
+        with self._cache.translated():
+            deleted = await self._cache.client.delete(*(self.key(key) for key in keys))
+        return int(deleted)
+
+    async def exists(self, key: str) -> bool:
+        """Whether `key` is present."""
+        with self._cache.translated():
+            return bool(await self._cache.client.exists(self.key(key)))
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds until `key` expires; None if it is absent or never expires."""
+        with self._cache.translated():
+            remaining = int(await self._cache.client.pttl(self.key(key)))
+        return remaining / 1000 if remaining >= 0 else None
+
+    async def clear(self) -> int:
+        """Delete every key below this prefix (SCAN, never KEYS); return how many."""
+        if not self._prefix:
+            raise ValueError("refusing to clear a cache without a key prefix")
+        pattern = _escape_glob(self._prefix) + ":*"
+        deleted = 0
+        with self._cache.translated():
+            batch: list[bytes] = []
+            async for key in self._cache.client.scan_iter(match=pattern, count=500):
+                batch.append(key)
+                if len(batch) == 500:
+                    deleted += int(await self._cache.client.unlink(*batch))
+                    batch.clear()
+            if batch:
+                deleted += int(await self._cache.client.unlink(*batch))
+        return deleted
+
+
+class CacheScope(_Operations):
+    """The keys of a `Cache` below one prefix; made by `Cache.scope`."""
+
+    def __init__(self, cache: Cache, prefix: str) -> None:
+        self._cache = cache
+        self._prefix = prefix
+
+    def __repr__(self) -> str:
+        return f"<CacheScope {self._prefix!r}>"
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    CLOSED = "closed"
+
+
+class Cache(_Operations):
+    """A Redis cache: one client on a pool, started and closed explicitly.
+
+    Use as the FastAPI lifespan, or ``async with cache:``. `key_prefix` is the
+    app's default prefix (its name, say); ``CACHE_KEY_PREFIX`` overrides it.
+    Safe to share between concurrent tasks: each command borrows a connection.
+    """
+
+    def __init__(self, settings: CacheSettings | None = None, *, key_prefix: str = "") -> None:
+        self._settings = settings
+        self._default_prefix = key_prefix
+        self._cache = self
+        self._prefix = key_prefix
+        self._state = _State.NEW
+        self._client: Redis | None = None
+        self._version = "unknown"
+
+    def __repr__(self) -> str:
+        where = self._settings.redacted_url() if self._settings is not None else "<from env>"
+        return f"<Cache {where} prefix={self._prefix!r} {self._state.value}>"
+
+    @property
+    def settings(self) -> CacheSettings:
+        """The settings, read from the environment on first use."""
+        if self._settings is None:
+            self._settings = CacheSettings.load()
+        return self._settings
+
+    @property
+    def client(self) -> Redis:
+        """The ``redis.asyncio`` client; raises `ServiceStateError` unless started."""
+        if self._client is None:
+            raise ServiceStateError(
+                f"Cache is {self._state.value}: call `await cache.start()` first "
+                "(FastAPI does it when the app's lifespan includes `cache.lifespan`)"
+            )
+        return self._client
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """Turn Redis connection failures into `CacheUnavailableError`."""
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise CacheUnavailableError(f"redis at {self._where()}: {_reason(exc)}") from exc
+
+    def _where(self) -> str:
+        return self.settings.redacted_url()
+
+    async def start(self) -> None:
+        """Build the pool and prove Redis answers, retrying with backoff."""
+        if self._state is _State.STARTED:
+            return
+        if self._state is _State.CLOSED:
+            raise ServiceStateError("Cache is closed; create a new one to reconnect")
+        settings = self.settings
+        if settings.key_prefix is not None:
+            self._prefix = settings.key_prefix
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.max_connections,
+            timeout=settings.pool_timeout,
+            socket_timeout=settings.socket_timeout,
+            socket_connect_timeout=settings.socket_connect_timeout,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=list(_UNAVAILABLE),
+        )
+        client = Redis(connection_pool=pool)
+        try:
+            self._version = await self._connect(client)
+        except BaseException:
+            await client.aclose()
+            await pool.aclose()
+            raise
+        self._client = client
+        self._state = _State.STARTED
+        logger.info("cache connected to %s (prefix %r)", self._where(), self._prefix)
+
+    async def _connect(self, client: Redis) -> str:
+        settings = self.settings
+        started = time.monotonic()
+        for attempt in range(settings.connect_retries + 1):
+            try:
+                info = await client.info("server")
+                return str(info.get("redis_version", "unknown"))
+            except _UNAVAILABLE as exc:
+                final = isinstance(exc, redis_errors.AuthenticationError)
+                if final or attempt == settings.connect_retries:
+                    tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                    raise CacheUnavailableError(
+                        f"cannot connect to {self._where()} after {tries} "
+                        f"({time.monotonic() - started:.1f} s): {_reason(exc)}"
+                    ) from exc
+                wait = settings.retry_delay * 2**attempt
+                logger.warning(
+                    "cannot connect to %s (%s); retry %d of %d in %.1f s",
+                    self._where(),
+                    _reason(exc),
+                    attempt + 1,
+                    settings.connect_retries,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        """Close the client and its pool; the cache cannot be started again."""
+        if self._client is not None:
+            pool = self._client.connection_pool
+            await self._client.aclose()
+            await pool.aclose()
+        self._client = None
+        self._state = _State.CLOSED
+
+    async def __aenter__(self) -> Cache:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """FastAPI lifespan: start on start-up, close on shutdown."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def ping(self, timeout: float = 2.0) -> Ping:
+        """``PING`` within `timeout` seconds; raise `CacheUnavailableError`."""
+        client = self.client
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                with self.translated():
+                    await client.ping()
+        except TimeoutError as exc:
+            raise CacheUnavailableError(f"redis at {self._where()}: timed out") from exc
+        return Ping(round((time.perf_counter() - started) * 1000, 2), self._version)
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason; redis-py's messages name host and port, never the password."""
+    if isinstance(exc, redis_errors.AuthenticationError):
+        return "authentication failed (check the password in REDIS_URL)"
+    if isinstance(exc, redis_errors.TimeoutError):
+        return "timed out"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return message

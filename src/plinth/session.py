@@ -1,0 +1,175 @@
+"""Lean reads: a transaction sends ``BEGIN`` only when it first writes.
+
+SQLAlchemy's asyncpg (and psycopg) dialects wrap every statement in a
+transaction, so a plain read through a session costs ``BEGIN; SELECT;
+ROLLBACK`` (or ``COMMIT``): three round trips where one does. `enable_lean_reads`
+makes an engine start each transaction with its DBAPI connection in autocommit
+mode, and switch autocommit off again, so that the driver sends ``BEGIN``,
+right before the first statement that is not a *plain read*. A unit of work
+that only reads costs one round trip per query, and commits or rolls back
+nothing; one that writes is as atomic as before: the write and everything
+after it run in one transaction, committed (or rolled back) as usual, and a
+failing ``COMMIT`` still raises.
+
+Why this is correct: under READ COMMITTED, PostgreSQL's default, every
+statement of a transaction takes a fresh snapshot anyway, so a read before
+the first write sees exactly what it would have seen inside the transaction.
+Reads after the first write run inside it and see its changes. The one
+difference is locking: a read outside the transaction releases its table
+lock at once instead of holding it (blocking ``ALTER TABLE``) until commit.
+
+A *plain read* is a compiled ``SELECT`` with no ``FOR UPDATE``/``FOR SHARE``,
+no data-modifying CTE, no literal SQL text, no server-side cursor, and no
+function call other than SQLAlchemy's known ones (``count``, ``max``, ...)
+and a few pure built-ins (`PURE_FUNCTIONS`): any other function might write
+or take a transaction-scoped lock (``pg_advisory_xact_lock``), so it runs in
+the transaction. Raw SQL (``text()``, ``exec_driver_sql``), DDL, savepoints
+and every DML statement begin the transaction. The verdict is cached on the
+compiled statement, so hot queries pay for it once.
+
+Lean reads stay off, and transactions behave exactly as in plain
+SQLAlchemy, when the connection asks for an isolation level (through
+``execution_options(isolation_level=...)``) or the server's default isolation
+is not READ COMMITTED: under REPEATABLE READ and SERIALIZABLE every read of a
+transaction must share its snapshot.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, ExecutionContext
+from sqlalchemy.sql import functions, visitors
+from sqlalchemy.sql.compiler import Compiled
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import ColumnClause, TextClause
+from sqlalchemy.sql.selectable import Select
+
+__all__ = [
+    "PURE_FUNCTIONS",
+    "enable_lean_reads",
+    "is_plain_read",
+    "is_plain_select",
+    "lean_reads_enabled",
+]
+
+PURE_FUNCTIONS = frozenset(
+    {
+        "abs", "ceil", "floor", "round", "trunc", "greatest", "least", "nullif",
+        "lower", "upper", "length", "trim", "btrim", "ltrim", "rtrim", "substr", "substring",
+        "replace", "left", "right", "split_part", "starts_with", "md5",
+        "date_trunc", "date_part", "to_char", "age", "to_timestamp", "timezone",
+        "jsonb_build_object", "json_build_object", "jsonb_agg", "json_agg", "string_agg",
+        "bool_and", "bool_or", "avg", "stddev", "variance", "unnest", "array_length",
+        "row_number", "lag", "lead", "first_value", "last_value", "ntile",
+        "to_tsvector", "to_tsquery", "plainto_tsquery", "websearch_to_tsquery", "ts_rank",
+        "similarity", "word_similarity",
+    }
+)  # fmt: skip
+"""Function names (beyond SQLAlchemy's registered ones) that keep a SELECT a plain read."""
+
+_LEAN = "plinth_lean"
+_verdicts: weakref.WeakKeyDictionary[Compiled, bool] = weakref.WeakKeyDictionary()
+
+
+def is_plain_select(statement: Any) -> bool:
+    """Whether `statement` is a SELECT that may run outside a transaction."""
+    if not isinstance(statement, Select):
+        return False
+    for element in visitors.iterate(statement):
+        if isinstance(element, UpdateBase | TextClause):
+            return False
+        if isinstance(element, Select) and element._for_update_arg is not None:
+            return False
+        if isinstance(element, ColumnClause) and element.is_literal and element.name != "*":
+            return False
+        if (
+            isinstance(element, functions.FunctionElement)
+            and not isinstance(element, functions.GenericFunction)
+            and getattr(element, "name", "").lower() not in PURE_FUNCTIONS
+        ):
+            return False
+    return True
+
+
+def is_plain_read(context: ExecutionContext) -> bool:
+    """Whether the statement of `context` may run outside a transaction."""
+    compiled = context.compiled
+    if compiled is None:
+        return False  # raw SQL: anything could be in it
+    options = context.execution_options
+    if options.get("stream_results") or options.get("yield_per"):
+        return False  # server-side cursors need a transaction
+    verdict = _verdicts.get(compiled)
+    if verdict is None:
+        verdict = _verdicts[compiled] = is_plain_select(compiled.statement)
+    return verdict
+
+
+def _on_begin(connection: Connection) -> None:
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    if dbapi_connection is None:
+        return
+    if "isolation_level" in connection.get_execution_options():
+        connection.info[_LEAN] = False  # SQLAlchemy has just set the level itself
+        return
+    if connection.info.get(_LEAN):
+        return  # still lean from a transaction that ended without an event
+    if dbapi_connection.autocommit:
+        return  # AUTOCOMMIT asked for by other means: nothing to make lean
+    dbapi_connection.autocommit = True
+    connection.info[_LEAN] = True
+
+
+def _on_end(connection: Connection) -> None:
+    # Outside a transaction the DBAPI connection is in its usual state again,
+    # for whatever uses it next without beginning one (raw connections, pings).
+    if connection.info.get(_LEAN):
+        connection.info[_LEAN] = False
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        if dbapi_connection is not None:
+            dbapi_connection.autocommit = False
+
+
+def _before_cursor_execute(
+    connection: Connection,
+    cursor: Any,
+    statement: str,
+    parameters: Any,
+    context: ExecutionContext | None,
+    executemany: bool,
+) -> None:
+    if not connection.info.get(_LEAN):
+        return
+    if context is not None and not executemany and is_plain_read(context):
+        return
+    # From here on the driver sends BEGIN with the next statement (this one).
+    connection.info[_LEAN] = False
+    connection.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+
+def enable_lean_reads(engine: Engine) -> bool:
+    """Make `engine`'s transactions begin at their first write; see the module docstring.
+
+    Returns False, changing nothing, when the engine's default isolation is not
+    READ COMMITTED or its driver is not asyncpg or psycopg.
+    """
+    if engine.dialect.driver not in ("asyncpg", "psycopg"):
+        return False
+    if engine.get_execution_options().get("isolation_level") is not None:
+        return False
+    if engine.dialect.default_isolation_level not in (None, "READ COMMITTED"):
+        return False
+    if not lean_reads_enabled(engine):
+        event.listen(engine, "begin", _on_begin)
+        event.listen(engine, "before_cursor_execute", _before_cursor_execute)
+        event.listen(engine, "commit", _on_end)
+        event.listen(engine, "rollback", _on_end)
+    return True
+
+
+def lean_reads_enabled(engine: Engine) -> bool:
+    """Whether `enable_lean_reads` is in effect on `engine`."""
+    return event.contains(engine, "begin", _on_begin)

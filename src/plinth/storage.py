@@ -1,0 +1,520 @@
+"""S3 object storage (AWS, MinIO, any S3-compatible server), truly async.
+
+``Storage`` owns one aiobotocore client (through aioboto3) for one bucket:
+every call yields to the event loop while it waits for the network, unlike
+sync boto3 inside ``async def`` (the seed's review found that), which stalls
+every other request for the length of the upload.
+
+Temporary files: `Storage` can keep an S3 lifecycle rule on its bucket that
+expires objects (below a prefix) a number of days after they were written;
+S3 counts in whole days, so "cleanup after 24 hours" is ``expire_after_days=1``
+(S3 runs expiry once a day: objects go within about 48 hours). The rule is
+written by `ensure_bucket`, which `start` runs unless ``S3_ENSURE_BUCKET=false``
+(a least-privilege role that may only read and write objects cannot create
+buckets or lifecycle rules; provision those separately then).
+
+Credentials come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or
+``.env``), else from botocore's usual chain (profile, instance role). They
+are never part of a `repr`, a log line or an error message.
+
+Needs the ``s3`` extra: ``pip install 'plinth[s3]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import io
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from typing import IO, TYPE_CHECKING, Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from plinth.engine import Ping
+from plinth.errors import (
+    ConfigurationError,
+    NotFound,
+    ServiceStateError,
+    StorageUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["EXPIRY_RULE_ID", "PART_SIZE", "Storage", "StorageSettings"]
+
+logger = logging.getLogger("plinth")
+
+EXPIRY_RULE_ID = "plinth-expire"
+"""The ID of the lifecycle rule `ensure_bucket` manages; other rules are kept."""
+
+PART_SIZE = 8 * 1024 * 1024
+"""Uploads larger than this go in parts of this size (S3's minimum part is 5 MiB)."""
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_MISSING = ("404", "NoSuchKey", "NotFound")
+_ENV_NAMES = {
+    "bucket_name": "AWS_BUCKET_NAME",
+    "region": "AWS_REGION",
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "session_token": "AWS_SESSION_TOKEN",
+}
+
+
+class StorageSettings(BaseSettings):
+    """Where the bucket is and how to reach it.
+
+    The seeds' names (``AWS_BUCKET_NAME``, ``AWS_REGION``, ``S3_ENDPOINT_URL``
+    and the AWS credential variables); the other fields use the ``S3_``
+    prefix, e.g. ``S3_PRESIGN_EXPIRES=600``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="S3_",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,
+        populate_by_name=True,
+    )
+
+    bucket_name: str = Field(validation_alias="AWS_BUCKET_NAME")
+    """``AWS_BUCKET_NAME``: the one bucket this storage uses."""
+
+    endpoint_url: str | None = Field(default=None, validation_alias="S3_ENDPOINT_URL")
+    """``S3_ENDPOINT_URL``: MinIO or another S3-compatible server; unset: AWS.
+    With an endpoint, requests use path-style addressing (``host/bucket/key``)."""
+
+    region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    """``AWS_REGION`` (or ``AWS_DEFAULT_REGION``)."""
+
+    access_key_id: SecretStr | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    """``AWS_ACCESS_KEY_ID``; unset: botocore's credential chain."""
+
+    secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
+    )
+    """``AWS_SECRET_ACCESS_KEY``."""
+
+    session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
+    """``AWS_SESSION_TOKEN``, for temporary credentials."""
+
+    ensure_bucket: bool = True
+    """Create the bucket and its lifecycle rule at start-up when missing."""
+
+    presign_expires: int = Field(default=3600, ge=1, le=604800)
+    """Seconds a presigned URL stays valid (S3 allows at most 7 days)."""
+
+    connect_timeout: float = Field(default=5.0, gt=0)
+    """Seconds allowed for one connection attempt."""
+
+    read_timeout: float = Field(default=60.0, gt=0)
+    """Seconds allowed between two reads of a response."""
+
+    max_attempts: int = Field(default=3, ge=1)
+    """Attempts per request (botocore's standard retry mode, with backoff)."""
+
+    max_pool_connections: int = Field(default=10, ge=1)
+    """Connections the client keeps open to S3."""
+
+    @field_validator("bucket_name")
+    @classmethod
+    def _check_bucket(cls, value: str) -> str:
+        if not _BUCKET.match(value) or ".." in value:
+            raise ValueError(
+                f"{value!r} is not a valid bucket name: 3 to 63 lowercase letters, digits, "
+                "dots or hyphens, beginning and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://minio:9000")
+        return value
+
+    @classmethod
+    def load(cls, **overrides: Any) -> StorageSettings:
+        """Read the settings, raising a one-line `ConfigurationError` on bad input."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_input=False, include_url=False):
+                field = str(error["loc"][0]) if error["loc"] else ""
+                name = field if field.isupper() else _ENV_NAMES.get(field, f"S3_{field.upper()}")
+                message = error["msg"].removeprefix("Value error, ")
+                message = "is required" if message == "Field required" else message
+                problems.append(f"{name} {message}")
+            raise ConfigurationError("; ".join(problems)) from None
+
+    def describe(self) -> str:
+        """Bucket and endpoint, for messages and logs."""
+        return f"s3://{self.bucket_name} at {self.endpoint_url or f'AWS {self.region}'}"
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason; botocore's messages carry no credentials."""
+    if isinstance(exc, ClientError):
+        code = _code(exc)
+        if code in ("NoSuchBucket", "404", "NotFound"):
+            return "the bucket does not exist (S3_ENSURE_BUCKET=true creates it)"
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return f"access denied ({code}): check the credentials and the bucket policy"
+        return code or "request refused"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    CLOSED = "closed"
+
+
+class Storage:
+    """One S3 bucket through one async client, started and closed explicitly.
+
+    Use as the FastAPI lifespan, or ``async with storage:``. Safe to share
+    between concurrent tasks. `expire_after_days` (with `expire_prefix`) is
+    the app's retention policy: `ensure_bucket` keeps a lifecycle rule for it.
+    """
+
+    def __init__(
+        self,
+        settings: StorageSettings | None = None,
+        *,
+        expire_after_days: int | None = None,
+        expire_prefix: str = "",
+    ) -> None:
+        if expire_after_days is not None and expire_after_days < 1:
+            raise ValueError("expire_after_days must be at least 1 (S3 counts whole days)")
+        self._settings = settings
+        self.expire_after_days = expire_after_days
+        self.expire_prefix = expire_prefix
+        self._state = _State.NEW
+        self._client: Any = None
+        self._stack: AsyncExitStack | None = None
+
+    def __repr__(self) -> str:
+        where = self._settings.describe() if self._settings is not None else "<from env>"
+        return f"<Storage {where} {self._state.value}>"
+
+    @property
+    def settings(self) -> StorageSettings:
+        """The settings, read from the environment on first use."""
+        if self._settings is None:
+            self._settings = StorageSettings.load()
+        return self._settings
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.bucket_name
+
+    @property
+    def client(self) -> Any:
+        """The aiobotocore S3 client; raises `ServiceStateError` unless started."""
+        if self._client is None:
+            raise ServiceStateError(
+                f"Storage is {self._state.value}: call `await storage.start()` first "
+                "(FastAPI does it when the app's lifespan includes `storage.lifespan`)"
+            )
+        return self._client
+
+    @contextmanager
+    def translated(self, key: str | None = None) -> Iterator[None]:
+        """Turn botocore failures into `StorageUnavailableError` (`NotFound` for `key`)."""
+        try:
+            yield
+        except ClientError as exc:
+            if key is not None and _code(exc) in _MISSING:
+                raise NotFound(f"object {key!r} not found in bucket {self.bucket!r}") from exc
+            raise StorageUnavailableError(f"{self.settings.describe()}: {_reason(exc)}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailableError(f"{self.settings.describe()}: {_reason(exc)}") from exc
+
+    async def start(self) -> None:
+        """Open the client and check the bucket (creating it, with `ensure_bucket`)."""
+        if self._state is _State.STARTED:
+            return
+        if self._state is _State.CLOSED:
+            raise ServiceStateError("Storage is closed; create a new one to reconnect")
+        settings = self.settings
+        session = aioboto3.Session(
+            aws_access_key_id=_secret(settings.access_key_id),
+            aws_secret_access_key=_secret(settings.secret_access_key),
+            aws_session_token=_secret(settings.session_token),
+            region_name=settings.region,
+        )
+        config = AioConfig(
+            signature_version="s3v4",
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            retries={"mode": "standard", "max_attempts": settings.max_attempts},
+            max_pool_connections=settings.max_pool_connections,
+            s3={"addressing_style": "path" if settings.endpoint_url else "auto"},
+        )
+        stack = AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(
+                session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+            )
+            self._stack = stack
+            if settings.ensure_bucket:
+                await self.ensure_bucket()
+            else:
+                with self.translated():
+                    await self._client.head_bucket(Bucket=self.bucket)
+        except BaseException:
+            self._client = self._stack = None
+            await stack.aclose()
+            raise
+        self._state = _State.STARTED
+        logger.info("storage connected to %s", settings.describe())
+
+    async def close(self) -> None:
+        """Close the client; the storage cannot be started again."""
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._client = self._stack = None
+        self._state = _State.CLOSED
+
+    async def __aenter__(self) -> Storage:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """FastAPI lifespan: start on start-up, close on shutdown."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def ping(self, timeout: float = 2.0) -> Ping:
+        """``HeadBucket`` within `timeout` seconds; raise `StorageUnavailableError`."""
+        client = self.client
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                with self.translated():
+                    response = await client.head_bucket(Bucket=self.bucket)
+        except TimeoutError as exc:
+            raise StorageUnavailableError(f"{self.settings.describe()}: timed out") from exc
+        server = response["ResponseMetadata"]["HTTPHeaders"].get("server", "unknown")
+        return Ping(round((time.perf_counter() - started) * 1000, 2), str(server))
+
+    async def ensure_bucket(self) -> bool:
+        """Create the bucket if missing and keep the expiry rule; True if created."""
+        client, created = self.client, False
+        try:
+            await client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageUnavailableError(
+                    f"{self.settings.describe()}: {_reason(exc)}"
+                ) from exc
+            options: dict[str, Any] = {"Bucket": self.bucket}
+            if self.settings.region != "us-east-1":
+                location = {"LocationConstraint": self.settings.region}
+                options["CreateBucketConfiguration"] = location
+            with self.translated():
+                await client.create_bucket(**options)
+            created = True
+            logger.info("created bucket %s", self.settings.describe())
+        except BotoCoreError as exc:
+            raise StorageUnavailableError(f"{self.settings.describe()}: {_reason(exc)}") from exc
+        if self.expire_after_days is not None:
+            await self._keep_expiry_rule(self.expire_after_days)
+        return created
+
+    async def _keep_expiry_rule(self, days: int) -> None:
+        rule = {
+            "ID": EXPIRY_RULE_ID,
+            "Status": "Enabled",
+            "Filter": {"Prefix": self.expire_prefix},
+            "Expiration": {"Days": days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }
+        rules = await self.lifecycle_rules()
+        if rule in rules:
+            return
+        # PUT replaces the whole configuration: keep the rules somebody else set.
+        others = [r for r in rules if r.get("ID") != EXPIRY_RULE_ID]
+        with self.translated():
+            await self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": [*others, rule]}
+            )
+
+    async def lifecycle_rules(self) -> list[dict[str, Any]]:
+        """The bucket's lifecycle rules (empty when it has none)."""
+        try:
+            response = await self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) == "NoSuchLifecycleConfiguration":
+                return []
+            raise StorageUnavailableError(f"{self.settings.describe()}: {_reason(exc)}") from exc
+        return list(response.get("Rules", []))
+
+    async def upload(
+        self,
+        key: str,
+        data: bytes | IO[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Store `data` at `key`; anything over `PART_SIZE` is sent in parts."""
+        _check_key(key)
+        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata or {}}
+        source = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
+        # A file on disk is read in a thread: a read may block, the loop must not.
+        if isinstance(source, io.BytesIO):
+            read = functools.partial(_read_now, source)
+        else:
+            read = functools.partial(asyncio.to_thread, source.read, PART_SIZE)
+        first = await read()
+        with self.translated():
+            if len(first) < PART_SIZE:
+                # Bodies go as file objects: aiohttp warns that large raw bytes stall the loop.
+                body = io.BytesIO(first)
+                await self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+            else:
+                await self._multipart(key, first, read, extra)
+
+    async def _multipart(
+        self,
+        key: str,
+        first: bytes,
+        read: Callable[[], Awaitable[bytes]],
+        extra: dict[str, Any],
+    ) -> None:
+        client, bucket = self.client, self.bucket
+        upload = await client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+        upload_id, chunk = upload["UploadId"], first
+        parts: list[dict[str, Any]] = []
+        try:
+            while chunk:
+                number = len(parts) + 1
+                response = await client.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=io.BytesIO(chunk),
+                )
+                parts.append({"ETag": response["ETag"], "PartNumber": number})
+                chunk = await read()
+            await client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            # Stored parts cost money until aborted (the expiry rule aborts them too).
+            with contextlib.suppress(Exception):
+                await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+
+    async def download(self, key: str) -> bytes:
+        """The object's content; `NotFound` if there is none."""
+        _check_key(key)
+        with self.translated(key):
+            response = await self.client.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as body:
+                return bytes(await body.read())
+
+    async def exists(self, key: str) -> bool:
+        """Whether an object is stored at `key`."""
+        _check_key(key)
+        try:
+            with self.translated(key):
+                await self.client.head_object(Bucket=self.bucket, Key=key)
+        except NotFound:
+            return False
+        return True
+
+    async def delete(self, key: str) -> None:
+        """Delete the object at `key` (no error if there is none, as in S3)."""
+        _check_key(key)
+        with self.translated():
+            await self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with `prefix`; return how many."""
+        if not prefix:
+            raise ValueError("refusing to delete a whole bucket: give a non-empty prefix")
+        deleted = 0
+        with self.translated():
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            async for page in pages:
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    await self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                    )
+                    deleted += len(keys)
+        return deleted
+
+    async def presigned_get(
+        self, key: str, *, expires_in: int | None = None, filename: str | None = None
+    ) -> str:
+        """A URL that downloads `key` without credentials until it expires."""
+        _check_key(key)
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if filename is not None:
+            quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
+            params["ResponseContentDisposition"] = f'attachment; filename="{quoted}"'
+        return await self._presign("get_object", params, expires_in)
+
+    async def presigned_put(
+        self, key: str, *, content_type: str, expires_in: int | None = None
+    ) -> str:
+        """A URL to upload `key` with ``PUT``; the client must send `content_type`."""
+        _check_key(key)
+        params = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+        return await self._presign("put_object", params, expires_in)
+
+    async def _presign(self, method: str, params: dict[str, Any], expires_in: int | None) -> str:
+        expires = expires_in if expires_in is not None else self.settings.presign_expires
+        if not 1 <= expires <= 604800:
+            raise ValueError(f"expires_in must be 1 to 604800 seconds, got {expires!r}")
+        with self.translated():
+            url = await self.client.generate_presigned_url(method, Params=params, ExpiresIn=expires)
+        return str(url)
+
+
+async def _read_now(source: io.BytesIO) -> bytes:
+    return source.read(PART_SIZE)
+
+
+def _check_key(key: str) -> None:
+    if not key or key.startswith("/") or len(key.encode()) > 1024:
+        raise ValueError(f"invalid object key {key!r}: 1 to 1024 bytes, not starting with '/'")
