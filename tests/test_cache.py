@@ -175,6 +175,19 @@ async def test_get_validates_into_the_type_asked_for(cache: Cache) -> None:
     assert await cache.get("ids", list[int]) == [1, 2, 3]
 
 
+async def test_a_value_that_no_longer_validates_is_a_miss(cache: Cache) -> None:
+    # Cached by an older release whose model had other fields.
+    await cache.set("job", {"id": 1, "state": "old"})
+    assert await cache.get("job", Job) is None
+    fresh = Job(id=uuid.uuid4(), status="pending", at=datetime.now(UTC))
+
+    async def load() -> Job:
+        return fresh
+
+    assert await cache.get_or_set("job", load, Job) == fresh
+    assert await cache.get("job", Job) == fresh
+
+
 async def test_keys_carry_the_prefix(cache: Cache) -> None:
     await cache.set("k", 1)
     assert await cache.client.get(cache.key("k")) == b"1"

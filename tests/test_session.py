@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import URL, Integer, String, func, insert, literal_column, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -113,6 +114,23 @@ async def test_a_write_after_a_write_only_unit_of_work_uses_the_pooled_connectio
         await session.get(Note, 4)
         assert not await in_transaction(session)
     assert statements.seen == []
+
+
+async def test_a_connection_lost_during_a_lean_read_raises_the_driver_error(
+    database: Database,
+) -> None:
+    async def handler() -> None:
+        async with database.transaction() as session:
+            pid = (await driver(session)).get_server_pid()
+            async with database.engine.connect() as other:
+                await other.execute(select(func.pg_terminate_backend(pid)))
+            await session.get(Note, 1)
+
+    # Not SQLAlchemy's PendingRollbackError from the clean-up, which would hide it.
+    with pytest.raises(DBAPIError):
+        await handler()
+    async with database.transaction() as session:
+        assert await session.get(Note, 1) is not None
 
 
 @pytest.mark.parametrize(

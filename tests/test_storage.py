@@ -237,6 +237,24 @@ async def test_a_presigned_put_url_uploads_without_credentials(storage: Storage)
     assert await storage.download("upload.pdf") == b"%PDF-1.7 from a browser"
 
 
+async def test_presigned_urls_use_the_public_endpoint(s3_server: str) -> None:
+    # The app reaches S3 at one name (127.0.0.1 here, minio:9000 in compose) and
+    # browsers at another (localhost); the signature covers the public host.
+    public = s3_server.replace("127.0.0.1", "localhost")
+    settings = settings_for(s3_server, public_endpoint_url=public)
+    async with Storage(settings) as storage:
+        await storage.upload("doc.pdf", b"%PDF-1.7 public")
+        url = await storage.presigned_get("doc.pdf")
+        put_url = await storage.presigned_put("up.pdf", content_type="application/pdf")
+        assert url.startswith(f"{public}/{storage.bucket}/doc.pdf?")
+        assert put_url.startswith(f"{public}/{storage.bucket}/up.pdf?")
+        async with httpx.AsyncClient() as http:
+            response = await http.get(url)
+        assert response.content == b"%PDF-1.7 public"
+        await storage.delete("doc.pdf")
+        await storage.client.delete_bucket(Bucket=storage.bucket)
+
+
 async def test_presigned_expiry_is_bounded(storage: Storage) -> None:
     with pytest.raises(ValueError, match="expires_in must be 1 to 604800"):
         await storage.presigned_get("doc.pdf", expires_in=604801)

@@ -145,8 +145,18 @@ def _adapter(type_: Any) -> TypeAdapter[Any]:
     return TypeAdapter(type_)
 
 
+_MISS: Any = object()
+
+
 def _load(raw: bytes | str, type_: Any) -> Any:
-    return pydantic_core.from_json(raw) if type_ is None else _adapter(type_).validate_json(raw)
+    if type_ is None:
+        return pydantic_core.from_json(raw)
+    try:
+        return _adapter(type_).validate_json(raw)
+    except ValidationError:
+        # Written by an older release whose model differed: recompute, do not fail.
+        logger.warning("a cached value does not validate as %r: treated as a miss", type_)
+        return _MISS
 
 
 def _milliseconds(ttl: float | timedelta) -> int:
@@ -175,7 +185,7 @@ class _Operations:
         """The full Redis key for `key`."""
         return f"{self._prefix}:{key}" if self._prefix else key
 
-    def scope(self, *parts: str | object) -> CacheScope:
+    def scope(self, *parts: object) -> CacheScope:
         """A view of the keys below ``<prefix>:<part>:...``, e.g. one tenant's."""
         if not parts:
             raise ValueError("scope() needs at least one part")
@@ -186,27 +196,29 @@ class _Operations:
     @overload
     async def get(self, key: str, type_: type[T]) -> T | None: ...
     async def get(self, key: str, type_: Any = None) -> Any:
-        """The value at `key` (validated as `type_` when given), or None if absent."""
-        with self._cache.translated():
+        """The value at `key`, validated as `type_` when given; None if absent (or invalid)."""
+        with self._cache._translated():
             raw = await self._cache.client.get(self.key(key))
-        return None if raw is None else _load(raw, type_)
+        value = _MISS if raw is None else _load(raw, type_)
+        return None if value is _MISS else value
 
     async def set(self, key: str, value: Any, *, ttl: TTL = None) -> None:
         """Store `value` as JSON; `ttl` (seconds or a timedelta) defaults to ``default_ttl``."""
         data = pydantic_core.to_json(value)
         ttl = ttl if ttl is not None else self._cache.settings.default_ttl
         px = _milliseconds(ttl) if ttl is not None else None
-        with self._cache.translated():
+        with self._cache._translated():
             await self._cache.client.set(self.key(key), data, px=px)
 
     async def get_or_set(
         self, key: str, factory: Callable[[], Awaitable[T]], type_: type[T], *, ttl: TTL = None
     ) -> T:
         """The cached value, or `factory`'s result, cached (a cached None is a hit)."""
-        with self._cache.translated():
+        with self._cache._translated():
             raw = await self._cache.client.get(self.key(key))
-        if raw is not None:
-            return cast(T, _load(raw, type_))
+        value = _MISS if raw is None else _load(raw, type_)
+        if value is not _MISS:
+            return cast(T, value)
         value = await factory()
         await self.set(key, value, ttl=ttl)
         return value
@@ -215,18 +227,18 @@ class _Operations:
         """Delete `keys`; return how many existed."""
         if not keys:
             return 0
-        with self._cache.translated():
+        with self._cache._translated():
             deleted = await self._cache.client.delete(*(self.key(key) for key in keys))
         return int(deleted)
 
     async def exists(self, key: str) -> bool:
         """Whether `key` is present."""
-        with self._cache.translated():
+        with self._cache._translated():
             return bool(await self._cache.client.exists(self.key(key)))
 
     async def ttl(self, key: str) -> float | None:
         """Seconds until `key` expires; None if it is absent or never expires."""
-        with self._cache.translated():
+        with self._cache._translated():
             remaining = int(await self._cache.client.pttl(self.key(key)))
         return remaining / 1000 if remaining >= 0 else None
 
@@ -236,7 +248,7 @@ class _Operations:
             raise ValueError("refusing to clear a cache without a key prefix")
         pattern = _escape_glob(self._prefix) + ":*"
         deleted = 0
-        with self._cache.translated():
+        with self._cache._translated():
             batch: list[bytes] = []
             async for key in self._cache.client.scan_iter(match=pattern, count=500):
                 batch.append(key)
@@ -304,7 +316,7 @@ class Cache(_Operations):
         return self._client
 
     @contextmanager
-    def translated(self) -> Iterator[None]:
+    def _translated(self) -> Iterator[None]:
         """Turn Redis connection failures into `CacheUnavailableError`."""
         try:
             yield
@@ -401,7 +413,7 @@ class Cache(_Operations):
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                with self.translated():
+                with self._translated():
                     await client.ping()
         except TimeoutError as exc:
             raise CacheUnavailableError(f"redis at {self._where()}: timed out") from exc

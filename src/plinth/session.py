@@ -126,6 +126,9 @@ def _on_begin(connection: Connection) -> None:
 def _on_end(connection: Connection) -> None:
     # Outside a transaction the DBAPI connection is in its usual state again,
     # for whatever uses it next without beginning one (raw connections, pings).
+    # An invalidated connection is discarded, its info with it.
+    if connection.invalidated:
+        return
     if connection.info.get(_LEAN):
         connection.info[_LEAN] = False
         dbapi_connection: Any = connection.connection.dbapi_connection

@@ -95,6 +95,11 @@ class StorageSettings(BaseSettings):
     """``S3_ENDPOINT_URL``: MinIO or another S3-compatible server; unset: AWS.
     With an endpoint, requests use path-style addressing (``host/bucket/key``)."""
 
+    public_endpoint_url: str | None = None
+    """``S3_PUBLIC_ENDPOINT_URL``: the endpoint as browsers reach it, for presigned
+    URLs, when it differs from ``S3_ENDPOINT_URL`` (``http://localhost:9000``
+    while the app reaches MinIO at ``http://minio:9000``)."""
+
     region: str = Field(
         default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
     )
@@ -139,7 +144,7 @@ class StorageSettings(BaseSettings):
             )
         return value
 
-    @field_validator("endpoint_url")
+    @field_validator("endpoint_url", "public_endpoint_url")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
@@ -217,6 +222,7 @@ class Storage:
         self.expire_prefix = expire_prefix
         self._state = _State.NEW
         self._client: Any = None
+        self._presigner: Any = None
         self._stack: AsyncExitStack | None = None
 
     def __repr__(self) -> str:
@@ -232,6 +238,7 @@ class Storage:
 
     @property
     def bucket(self) -> str:
+        """The bucket's name (``AWS_BUCKET_NAME``)."""
         return self.settings.bucket_name
 
     @property
@@ -245,7 +252,7 @@ class Storage:
         return self._client
 
     @contextmanager
-    def translated(self, key: str | None = None) -> Iterator[None]:
+    def _translated(self, key: str | None = None) -> Iterator[None]:
         """Turn botocore failures into `StorageUnavailableError` (`NotFound` for `key`)."""
         try:
             yield
@@ -283,13 +290,18 @@ class Storage:
                 session.client("s3", endpoint_url=settings.endpoint_url, config=config)
             )
             self._stack = stack
+            if settings.public_endpoint_url is not None:
+                # Presigning is local computation: this client never connects.
+                self._presigner = await stack.enter_async_context(
+                    session.client("s3", endpoint_url=settings.public_endpoint_url, config=config)
+                )
             if settings.ensure_bucket:
                 await self.ensure_bucket()
             else:
-                with self.translated():
+                with self._translated():
                     await self._client.head_bucket(Bucket=self.bucket)
         except BaseException:
-            self._client = self._stack = None
+            self._client = self._stack = self._presigner = None
             await stack.aclose()
             raise
         self._state = _State.STARTED
@@ -299,7 +311,7 @@ class Storage:
         """Close the client; the storage cannot be started again."""
         if self._stack is not None:
             await self._stack.aclose()
-        self._client = self._stack = None
+        self._client = self._stack = self._presigner = None
         self._state = _State.CLOSED
 
     async def __aenter__(self) -> Storage:
@@ -324,7 +336,7 @@ class Storage:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                with self.translated():
+                with self._translated():
                     response = await client.head_bucket(Bucket=self.bucket)
         except TimeoutError as exc:
             raise StorageUnavailableError(f"{self.settings.describe()}: timed out") from exc
@@ -345,7 +357,7 @@ class Storage:
             if self.settings.region != "us-east-1":
                 location = {"LocationConstraint": self.settings.region}
                 options["CreateBucketConfiguration"] = location
-            with self.translated():
+            with self._translated():
                 await client.create_bucket(**options)
             created = True
             logger.info("created bucket %s", self.settings.describe())
@@ -368,7 +380,7 @@ class Storage:
             return
         # PUT replaces the whole configuration: keep the rules somebody else set.
         others = [r for r in rules if r.get("ID") != EXPIRY_RULE_ID]
-        with self.translated():
+        with self._translated():
             await self.client.put_bucket_lifecycle_configuration(
                 Bucket=self.bucket, LifecycleConfiguration={"Rules": [*others, rule]}
             )
@@ -401,7 +413,7 @@ class Storage:
         else:
             read = functools.partial(asyncio.to_thread, source.read, PART_SIZE)
         first = await read()
-        with self.translated():
+        with self._translated():
             if len(first) < PART_SIZE:
                 # Bodies go as file objects: aiohttp warns that large raw bytes stall the loop.
                 body = io.BytesIO(first)
@@ -444,7 +456,7 @@ class Storage:
     async def download(self, key: str) -> bytes:
         """The object's content; `NotFound` if there is none."""
         _check_key(key)
-        with self.translated(key):
+        with self._translated(key):
             response = await self.client.get_object(Bucket=self.bucket, Key=key)
             async with response["Body"] as body:
                 return bytes(await body.read())
@@ -453,7 +465,7 @@ class Storage:
         """Whether an object is stored at `key`."""
         _check_key(key)
         try:
-            with self.translated(key):
+            with self._translated(key):
                 await self.client.head_object(Bucket=self.bucket, Key=key)
         except NotFound:
             return False
@@ -462,7 +474,7 @@ class Storage:
     async def delete(self, key: str) -> None:
         """Delete the object at `key` (no error if there is none, as in S3)."""
         _check_key(key)
-        with self.translated():
+        with self._translated():
             await self.client.delete_object(Bucket=self.bucket, Key=key)
 
     async def delete_prefix(self, prefix: str) -> int:
@@ -470,7 +482,7 @@ class Storage:
         if not prefix:
             raise ValueError("refusing to delete a whole bucket: give a non-empty prefix")
         deleted = 0
-        with self.translated():
+        with self._translated():
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix
             )
@@ -506,8 +518,9 @@ class Storage:
         expires = expires_in if expires_in is not None else self.settings.presign_expires
         if not 1 <= expires <= 604800:
             raise ValueError(f"expires_in must be 1 to 604800 seconds, got {expires!r}")
-        with self.translated():
-            url = await self.client.generate_presigned_url(method, Params=params, ExpiresIn=expires)
+        with self._translated():
+            presigner = self._presigner or self.client
+            url = await presigner.generate_presigned_url(method, Params=params, ExpiresIn=expires)
         return str(url)
 
 
