@@ -10,22 +10,13 @@ from sqlalchemy import URL
 
 from plinth import kit
 from plinth.project import AppSpec
-from plinth.testing import local_server_url
 
 __all__ = ["TestMigrationKit"]
 
 
-@pytest.fixture(params=["test-server", "local-5432"])
-def kit_server(request: pytest.FixtureRequest, plinth_server: URL) -> URL:
-    """The test server, then the local PostgreSQL (15 in CI) when it answers."""
-    if request.param == "test-server":
-        return plinth_server
-    local = local_server_url()
-    if local is None:
-        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
-    if (plinth_server.host, plinth_server.port) == (local.host, local.port):
-        pytest.skip("the test server already is the one on 127.0.0.1:5432")
-    return local
+@pytest.fixture
+def kit_server(plinth_each_server: URL) -> URL:
+    return plinth_each_server
 
 
 @contextmanager

@@ -18,12 +18,11 @@ Needs the ``redis`` extra: ``pip install 'plinth[redis]'``.
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 from urllib.parse import urlsplit
@@ -36,11 +35,11 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from plinth.engine import Ping
 from plinth.errors import CacheUnavailableError, ConfigurationError, ServiceStateError
+from plinth.lifecycle import Ping, Service, State, elapsed_ms, retry_with_backoff
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    pass
 
 __all__ = ["Cache", "CacheScope", "CacheSettings", "redact_url"]
 
@@ -271,13 +270,7 @@ class CacheScope(_Operations):
         return f"<CacheScope {self._prefix!r}>"
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    STARTED = "started"
-    CLOSED = "closed"
-
-
-class Cache(_Operations):
+class Cache(_Operations, Service):
     """A Redis cache: one client on a pool, started and closed explicitly.
 
     Use as the FastAPI lifespan, or ``async with cache:``. `key_prefix` is the
@@ -290,7 +283,7 @@ class Cache(_Operations):
         self._default_prefix = key_prefix
         self._cache = self
         self._prefix = key_prefix
-        self._state = _State.NEW
+        self._state = State.NEW
         self._client: Redis | None = None
         self._version = "unknown"
 
@@ -328,9 +321,9 @@ class Cache(_Operations):
 
     async def start(self) -> None:
         """Build the pool and prove Redis answers, retrying with backoff."""
-        if self._state is _State.STARTED:
+        if self._state is State.STARTED:
             return
-        if self._state is _State.CLOSED:
+        if self._state is State.CLOSED:
             raise ServiceStateError("Cache is closed; create a new one to reconnect")
         settings = self.settings
         if settings.key_prefix is not None:
@@ -352,35 +345,25 @@ class Cache(_Operations):
             await pool.aclose()
             raise
         self._client = client
-        self._state = _State.STARTED
+        self._state = State.STARTED
         logger.info("cache connected to %s (prefix %r)", self._where(), self._prefix)
 
     async def _connect(self, client: Redis) -> str:
-        settings = self.settings
-        started = time.monotonic()
-        for attempt in range(settings.connect_retries + 1):
-            try:
-                info = await client.info("server")
-                return str(info.get("redis_version", "unknown"))
-            except _UNAVAILABLE as exc:
-                final = isinstance(exc, redis_errors.AuthenticationError)
-                if final or attempt == settings.connect_retries:
-                    tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                    raise CacheUnavailableError(
-                        f"cannot connect to {self._where()} after {tries} "
-                        f"({time.monotonic() - started:.1f} s): {_reason(exc)}"
-                    ) from exc
-                wait = settings.retry_delay * 2**attempt
-                logger.warning(
-                    "cannot connect to %s (%s); retry %d of %d in %.1f s",
-                    self._where(),
-                    _reason(exc),
-                    attempt + 1,
-                    settings.connect_retries,
-                    wait,
-                )
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+        async def attempt() -> str:
+            info = await client.info("server")
+            return str(info.get("redis_version", "unknown"))
+
+        return await retry_with_backoff(
+            attempt,
+            retries=self.settings.connect_retries,
+            delay=self.settings.retry_delay,
+            target=self._where(),
+            # A wrong password stays wrong: fail at once.
+            transient=lambda exc: not isinstance(exc, redis_errors.AuthenticationError),
+            reason=_reason,
+            error=CacheUnavailableError,
+            catch=_UNAVAILABLE,
+        )
 
     async def close(self) -> None:
         """Close the client and its pool; the cache cannot be started again."""
@@ -389,23 +372,7 @@ class Cache(_Operations):
             await self._client.aclose()
             await pool.aclose()
         self._client = None
-        self._state = _State.CLOSED
-
-    async def __aenter__(self) -> Cache:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    @asynccontextmanager
-    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        """FastAPI lifespan: start on start-up, close on shutdown."""
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.close()
+        self._state = State.CLOSED
 
     async def ping(self, timeout: float = 2.0) -> Ping:
         """``PING`` within `timeout` seconds; raise `CacheUnavailableError`."""
@@ -417,7 +384,7 @@ class Cache(_Operations):
                     await client.ping()
         except TimeoutError as exc:
             raise CacheUnavailableError(f"redis at {self._where()}: timed out") from exc
-        return Ping(round((time.perf_counter() - started) * 1000, 2), self._version)
+        return Ping(elapsed_ms(started), self._version)
 
 
 def _reason(exc: BaseException) -> str:

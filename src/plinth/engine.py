@@ -12,13 +12,11 @@ here for asyncpg, which rejects them as keyword arguments.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +32,11 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from plinth.errors import ConfigurationError, DatabaseStateError, DatabaseUnavailableError
+from plinth.lifecycle import Ping, Service, State, elapsed_ms, retry_with_backoff
 from plinth.session import enable_lean_reads
 from plinth.settings import DatabaseSettings, redact
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from plinth.embedded import EmbeddedServer
 
 __all__ = ["Database", "Ping", "engine_arguments"]
@@ -136,21 +133,7 @@ def _reason(exc: BaseException) -> str:
     return message
 
 
-@dataclass(frozen=True)
-class Ping:
-    """The outcome of one `SELECT 1`."""
-
-    latency_ms: float
-    server_version: str
-
-
-class _State(enum.Enum):
-    NEW = "new"
-    STARTED = "started"
-    CLOSED = "closed"
-
-
-class Database:
+class Database(Service):
     """Owns the async engine and session factory of one PostgreSQL database.
 
     Use as the FastAPI lifespan, or ``async with database:``. Sessions come from
@@ -166,7 +149,7 @@ class Database:
     ) -> None:
         self.settings = settings if settings is not None else DatabaseSettings.load()
         self.migrations = migrations
-        self._state = _State.NEW
+        self._state = State.NEW
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._embedded: EmbeddedServer | None = None
@@ -208,9 +191,9 @@ class Database:
 
     async def start(self) -> None:
         """Create the engine and prove it connects, retrying transient failures."""
-        if self._state is _State.STARTED:
+        if self._state is State.STARTED:
             return
-        if self._state is _State.CLOSED:
+        if self._state is State.CLOSED:
             raise DatabaseStateError("Database is closed; create a new one to reconnect")
         url = self.settings.database_url
         if url is None:
@@ -230,7 +213,7 @@ class Database:
         enable_lean_reads(engine.sync_engine)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._state = _State.STARTED
+        self._state = State.STARTED
         logger.info("connected to %s", redact(engine.url))
 
     async def _start_embedded(self) -> URL:
@@ -251,23 +234,7 @@ class Database:
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.release)
         self._engine = self._sessions = None
-        self._state = _State.CLOSED
-
-    async def __aenter__(self) -> Database:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    @asynccontextmanager
-    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        """FastAPI lifespan: start on start-up, close on shutdown."""
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.close()
+        self._state = State.CLOSED
 
     def session(self) -> AsyncSession:
         """A new session; the caller commits. Prefer `transaction`."""
@@ -307,7 +274,7 @@ class Database:
                 version = (await session.execute(text("SHOW server_version"))).scalar_one()
         except (TimeoutError, OSError, DBAPIError) as exc:
             raise DatabaseUnavailableError(_reason(exc)) from exc
-        return Ping(round((time.perf_counter() - started) * 1000, 2), str(version).split()[0])
+        return Ping(elapsed_ms(started), str(version).split()[0])
 
 
 async def _check_production_connection(engine: AsyncEngine) -> None:
@@ -330,27 +297,18 @@ async def _check_production_connection(engine: AsyncEngine) -> None:
 
 async def connect_with_retries(engine: AsyncEngine, retries: int, delay: float) -> None:
     """Open and close one connection, retrying transient failures with backoff."""
-    started = time.monotonic()
-    for attempt in range(retries + 1):
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-            return
-        except (TimeoutError, OSError, DBAPIError) as exc:
-            target = redact(engine.url)
-            if attempt == retries or not _is_transient(exc):
-                elapsed = time.monotonic() - started
-                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                raise DatabaseUnavailableError(
-                    f"cannot connect to {target} after {tries} ({elapsed:.1f} s): {_reason(exc)}"
-                ) from exc
-            wait = delay * 2**attempt
-            logger.warning(
-                "cannot connect to %s (%s); retry %d of %d in %.1f s",
-                target,
-                _reason(exc),
-                attempt + 1,
-                retries,
-                wait,
-            )
-            await asyncio.sleep(wait)
+
+    async def attempt() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    await retry_with_backoff(
+        attempt,
+        retries=retries,
+        delay=delay,
+        target=redact(engine.url),
+        transient=_is_transient,
+        reason=_reason,
+        error=DatabaseUnavailableError,
+        catch=(OSError, TimeoutError, DBAPIError),
+    )

@@ -1,7 +1,6 @@
-"""Throw-away databases on a server, for the migration kit and ``plinth db check``.
+"""Throw-away databases on a server: test databases, the migration kit, ``plinth db check``.
 
-The same job as `plinth.testing.create_database`, without importing pytest,
-so that the CLI can use it.
+Kept apart from `plinth.testing` so that the CLI can use it without pytest.
 """
 
 from __future__ import annotations
@@ -19,20 +18,21 @@ from plinth.engine import engine_arguments
 from plinth.errors import ConfigurationError, DatabaseUnavailableError
 from plinth.settings import DatabaseSettings, redact
 
-__all__ = ["scratch_database"]
+__all__ = ["create_database", "drop_database", "scratch_database", "small_engine"]
 
 _numbers = itertools.count()
 INSUFFICIENT_PRIVILEGE = "42501"
 
 
-def _engine(url: URL) -> AsyncEngine:
+def small_engine(url: URL) -> AsyncEngine:
+    """An engine with a pool of two, for tests and tools."""
     settings = DatabaseSettings(database_url=url, app_env="test", pool_size=2, max_overflow=2)
     bound_url, options = engine_arguments(settings, url)
     return create_async_engine(bound_url, **options)
 
 
 async def _admin(server: URL, statement: str) -> None:
-    admin = _engine(server)
+    admin = small_engine(server)
     try:
         async with admin.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -50,14 +50,25 @@ async def _admin(server: URL, statement: str) -> None:
         await admin.dispose()
 
 
+async def create_database(server: URL, name: str) -> URL:
+    """(Re)create the empty database `name` on `server` and return its URL."""
+    await drop_database(server, name)
+    await _admin(server, f'CREATE DATABASE "{name}"')
+    return server.set(database=name)
+
+
+async def drop_database(server: URL, name: str) -> None:
+    """Drop database `name` on `server`, disconnecting whoever is still on it."""
+    await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @asynccontextmanager
 async def scratch_database(server: URL, label: str) -> AsyncIterator[AsyncEngine]:
     """An engine on a new empty database on `server`, dropped on exit."""
     name = f"plinth_{label}_{os.getpid()}_{next(_numbers)}"[:63]
-    await _admin(server, f'CREATE DATABASE "{name}"')
-    engine = _engine(server.set(database=name))
+    engine = small_engine(await create_database(server, name))
     try:
         yield engine
     finally:
         await engine.dispose()
-        await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(server, name)

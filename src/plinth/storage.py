@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import functools
 import io
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 import aioboto3
@@ -40,16 +39,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from plinth.engine import Ping
 from plinth.errors import (
     ConfigurationError,
     NotFound,
     ServiceStateError,
     StorageUnavailableError,
 )
+from plinth.lifecycle import Ping, Service, State, elapsed_ms
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    pass
 
 __all__ = ["EXPIRY_RULE_ID", "PART_SIZE", "Storage", "StorageSettings"]
 
@@ -194,13 +193,7 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    STARTED = "started"
-    CLOSED = "closed"
-
-
-class Storage:
+class Storage(Service):
     """One S3 bucket through one async client, started and closed explicitly.
 
     Use as the FastAPI lifespan, or ``async with storage:``. Safe to share
@@ -220,7 +213,7 @@ class Storage:
         self._settings = settings
         self.expire_after_days = expire_after_days
         self.expire_prefix = expire_prefix
-        self._state = _State.NEW
+        self._state = State.NEW
         self._client: Any = None
         self._presigner: Any = None
         self._stack: AsyncExitStack | None = None
@@ -265,9 +258,9 @@ class Storage:
 
     async def start(self) -> None:
         """Open the client and check the bucket (creating it, with `ensure_bucket`)."""
-        if self._state is _State.STARTED:
+        if self._state is State.STARTED:
             return
-        if self._state is _State.CLOSED:
+        if self._state is State.CLOSED:
             raise ServiceStateError("Storage is closed; create a new one to reconnect")
         settings = self.settings
         session = aioboto3.Session(
@@ -304,7 +297,7 @@ class Storage:
             self._client = self._stack = self._presigner = None
             await stack.aclose()
             raise
-        self._state = _State.STARTED
+        self._state = State.STARTED
         logger.info("storage connected to %s", settings.describe())
 
     async def close(self) -> None:
@@ -312,23 +305,7 @@ class Storage:
         if self._stack is not None:
             await self._stack.aclose()
         self._client = self._stack = self._presigner = None
-        self._state = _State.CLOSED
-
-    async def __aenter__(self) -> Storage:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    @asynccontextmanager
-    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        """FastAPI lifespan: start on start-up, close on shutdown."""
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.close()
+        self._state = State.CLOSED
 
     async def ping(self, timeout: float = 2.0) -> Ping:
         """``HeadBucket`` within `timeout` seconds; raise `StorageUnavailableError`."""
@@ -341,7 +318,7 @@ class Storage:
         except TimeoutError as exc:
             raise StorageUnavailableError(f"{self.settings.describe()}: timed out") from exc
         server = response["ResponseMetadata"]["HTTPHeaders"].get("server", "unknown")
-        return Ping(round((time.perf_counter() - started) * 1000, 2), str(server))
+        return Ping(elapsed_ms(started), str(server))
 
     async def ensure_bucket(self) -> bool:
         """Create the bucket if missing and keep the expiry rule; True if created."""

@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import URL, text
+from sqlalchemy import URL
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from plinth import migrations
-from plinth.engine import engine_arguments
 from plinth.project import AppSpec, find_app, start_announced, stop_announced
-from plinth.settings import DatabaseSettings, parse_database_url, redact
+from plinth.scratch import create_database, drop_database, scratch_database, small_engine
+from plinth.settings import parse_database_url, redact
 
 if TYPE_CHECKING:
     from plinth.embedded import EmbeddedServer
@@ -48,11 +48,15 @@ if TYPE_CHECKING:
 __all__ = [
     "TestDatabases",
     "client",
+    "create_database",
     "db_connection",
     "db_session",
+    "drop_database",
     "local_server_url",
     "plinth_app",
     "plinth_databases",
+    "plinth_each_server",
+    "plinth_scratch",
     "plinth_server",
     "s3_server",
 ]
@@ -91,6 +95,30 @@ def local_server_url() -> URL | None:
         return None
 
 
+@pytest.fixture(params=["test-server", "local-5432"])
+def plinth_each_server(request: pytest.FixtureRequest, plinth_server: URL) -> URL:
+    """Each server a schema test should pass on: the test server, then the local
+    PostgreSQL (15 in CI) when it answers and is a different server."""
+    if request.param == "test-server":
+        return plinth_server
+    local = local_server_url()
+    if local is None:
+        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
+    if (plinth_server.host, plinth_server.port) == (local.host, local.port):
+        pytest.skip("the test server already is the one on 127.0.0.1:5432")
+    return local
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def plinth_scratch(plinth_each_server: URL) -> AsyncIterator[AsyncConnection]:
+    """A connection to a new, empty database on each server; dropped afterwards."""
+    async with (
+        scratch_database(plinth_each_server, "scratch") as engine,
+        engine.connect() as connection,
+    ):
+        yield connection
+
+
 @pytest.fixture(scope="session")
 def plinth_server(pytestconfig: pytest.Config) -> Iterator[URL]:
     """URL of the server's maintenance database, for creating test databases."""
@@ -103,36 +131,6 @@ def plinth_server(pytestconfig: pytest.Config) -> Iterator[URL]:
         yield make_url(server.url)
     finally:
         stop_announced(server)
-
-
-def _engine(url: URL) -> AsyncEngine:
-    settings = DatabaseSettings(database_url=url, app_env="test", pool_size=2, max_overflow=2)
-    bound_url, options = engine_arguments(settings, url)
-    return create_async_engine(bound_url, **options)
-
-
-async def create_database(server: URL, name: str) -> URL:
-    """(Re)create database `name` on `server` and return its URL."""
-    admin = _engine(server)
-    try:
-        async with admin.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    return server.set(database=name)
-
-
-async def drop_database(server: URL, name: str) -> None:
-    """Drop database `name` on `server`, disconnecting whoever is still on it."""
-    admin = _engine(server)
-    try:
-        async with admin.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
 
 
 @dataclass
@@ -149,7 +147,7 @@ class TestDatabases:
             name = f"plinth_test_{app.name}_{os.getpid()}"
             url = await create_database(self.server, name)
             # The app's own driver (`DB_DRIVER`), so its tests run on what it runs on.
-            engine = _engine(app.database.settings.with_driver(url))
+            engine = small_engine(app.database.settings.with_driver(url))
             async with engine.connect() as connection:
                 await migrations.upgrade(connection, app.migrations)
             self.engines[app.path] = engine

@@ -1,0 +1,116 @@
+"""The lifecycle shared by `Database`, `Cache` and `Storage`.
+
+Each is new, then started, then closed, and says so when used in the wrong
+state. Each starts by proving that its server answers, retrying transient
+failures with exponential backoff, because a container often starts before
+the services it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self, TypeVar
+
+from plinth.errors import PlinthError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["Ping", "Service", "State", "elapsed_ms", "retry_with_backoff"]
+
+logger = logging.getLogger("plinth")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Ping:
+    """The outcome of one round trip to a server."""
+
+    latency_ms: float
+    server_version: str
+
+
+class State(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    CLOSED = "closed"
+
+
+class Service:
+    """Something started once and closed once: ``async with`` it or use `lifespan`."""
+
+    _state: State = State.NEW
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """FastAPI lifespan: start on start-up, close on shutdown."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.close()
+
+
+async def retry_with_backoff(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    retries: int,
+    delay: float,
+    target: str,
+    transient: Callable[[BaseException], bool],
+    reason: Callable[[BaseException], str],
+    error: type[PlinthError],
+    catch: tuple[type[BaseException], ...] = (Exception,),
+) -> T:
+    """Run `attempt`, retrying transient failures after `delay`, then twice that, ...
+
+    The final failure, or a failure that no retry can fix, raises `error`
+    with a one-line, credential-free message naming `target`.
+    """
+    started = time.monotonic()
+    for number in range(retries + 1):
+        try:
+            return await attempt()
+        except catch as exc:
+            if number == retries or not transient(exc):
+                tries = f"{number + 1} attempt{'s' if number else ''}"
+                elapsed = time.monotonic() - started
+                raise error(
+                    f"cannot connect to {target} after {tries} ({elapsed:.1f} s): {reason(exc)}"
+                ) from exc
+            wait = delay * 2**number
+            logger.warning(
+                "cannot connect to %s (%s); retry %d of %d in %.1f s",
+                target,
+                reason(exc),
+                number + 1,
+                retries,
+                wait,
+            )
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since `started` (a `time.perf_counter()` reading), rounded."""
+    return round((time.perf_counter() - started) * 1000, 2)
