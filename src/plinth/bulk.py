@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import groupby
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Column, Table, insert
@@ -82,7 +83,7 @@ async def bulk_insert(
             await _copy(
                 connection,
                 table,
-                [tuple(row[k] for k in columns) for row in rows],
+                _values(rows, list(columns)),
                 [*columns.values(), *defaults],
                 [*defaults.values()],
             )
@@ -99,6 +100,14 @@ async def bulk_insert(
             with _translated():
                 await session.execute(insert(table).values(chunk))
     return len(rows)
+
+
+def _values(rows: list[Mapping[str, Any]], keys: list[str]) -> list[tuple[Any, ...]]:
+    """Each row's values in `keys` order (itemgetter: ~5x faster than a genexpr)."""
+    if len(keys) == 1:
+        return [(row[keys[0]],) for row in rows]
+    get = itemgetter(*keys)
+    return [get(row) for row in rows]
 
 
 @contextmanager
@@ -121,13 +130,16 @@ async def _copy(
 ) -> None:
     dialect = connection.dialect
     processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
-    records = [
-        tuple(
-            value if process is None else process(value)
-            for process, value in zip(processors, (*row, *constants), strict=True)
-        )
-        for row in rows
-    ]
+    if any(processors) or constants:
+        records = [
+            tuple(
+                value if process is None else process(value)
+                for process, value in zip(processors, (*row, *constants), strict=True)
+            )
+            for row in rows
+        ]
+    else:  # plain values (ints, text, ...): the per-value loop is most of the time
+        records = [tuple(row) for row in rows]
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
     if not driver.is_in_transaction():
