@@ -169,5 +169,5 @@ class Glossary(ddl.Timestamps, Base):
     target_lang: Mapped[str] = mapped_column(String(10))
 
 
-for table in (User.__table__, Translation.__table__, DocumentBlock.__table__, Glossary.__table__):
-    ddl.updated_at_trigger(table)
+for model in (User, Translation, DocumentBlock, Glossary):
+    ddl.updated_at_trigger(model)
