@@ -20,6 +20,7 @@ from plinth.errors import DatabaseUnavailableError as DatabaseUnavailableError
 from plinth.errors import DataError as DataError
 from plinth.errors import EmbeddedServerError as EmbeddedServerError
 from plinth.errors import EncryptionKeyError as EncryptionKeyError
+from plinth.errors import InvalidValue as InvalidValue
 from plinth.errors import MigrationError as MigrationError
 from plinth.errors import NotFound as NotFound
 from plinth.errors import PlinthError as PlinthError
@@ -49,6 +50,7 @@ __all__ = [
     "EmbeddedServerError",
     "EncryptedText",
     "EncryptionKeyError",
+    "InvalidValue",
     "Keyring",
     "MigrationError",
     "MigrationSettings",

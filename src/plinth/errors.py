@@ -15,8 +15,10 @@ The hierarchy::
     └── DataError                   a statement was refused because of the data
         ├── NotFound                    no row matched                   (HTTP 404)
         ├── Conflict                    a unique constraint was violated (HTTP 409)
-        └── ConstraintViolation         a check, foreign key or not-null
-                                        constraint was violated          (HTTP 422)
+        ├── ConstraintViolation         a check, foreign key or not-null
+        │                               constraint was violated          (HTTP 422)
+        └── InvalidValue                a value does not fit its column:
+                                        too long, out of range, malformed (HTTP 422)
 
 Messages never contain a password: URLs are rendered with
 ``URL.render_as_string(hide_password=True)`` before they reach a message.
@@ -38,6 +40,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "EmbeddedServerError",
     "EncryptionKeyError",
+    "InvalidValue",
     "MigrationError",
     "NotFound",
     "PlinthError",
@@ -119,9 +122,24 @@ class ConstraintViolation(DataError):
     status_code = 422
 
 
+class InvalidValue(DataError):
+    """A value does not fit its column: too long, out of range, or malformed."""
+
+    status_code = 422
+
+
 # SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html
 _CONFLICT_STATES = {"23505": "unique", "23P01": "exclusion"}
 _VIOLATION_STATES = {"23503": "foreign key", "23514": "check", "23502": "not-null"}
+_INVALID_STATES = {
+    "22001": "value too long for its column",
+    "22003": "number out of range for its column",
+    "22P02": "invalid input syntax for its column's type",
+    "22007": "invalid date or time",
+    "22008": "date or time out of range",
+    "22021": "invalid byte sequence",
+    "22P05": "character cannot be stored",
+}
 
 
 def _first(candidates: list[Any], *paths: tuple[str, ...]) -> str | None:
@@ -138,8 +156,9 @@ def _first(candidates: list[Any], *paths: tuple[str, ...]) -> str | None:
 def translate_dbapi_error(exc: BaseException) -> DataError | None:
     """Return the `DataError` that a driver error stands for, or None.
 
-    Only integrity violations are translated; anything else is not the
-    caller's data at fault and should stay a server error.
+    Only integrity violations and values that do not fit their column are
+    translated; anything else is not the caller's data at fault and should
+    stay a server error.
     """
     # psycopg puts `sqlstate` and `diag.constraint_name` on the DBAPI error;
     # SQLAlchemy's asyncpg adapter puts `sqlstate` there and keeps the asyncpg
@@ -155,4 +174,6 @@ def translate_dbapi_error(exc: BaseException) -> DataError | None:
     if sqlstate in _VIOLATION_STATES:
         kind = _VIOLATION_STATES[sqlstate]
         return ConstraintViolation(f"{kind} constraint{named} violated", constraint=constraint)
+    if sqlstate in _INVALID_STATES:
+        return InvalidValue(_INVALID_STATES[sqlstate])
     return None

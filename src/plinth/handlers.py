@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from plinth.errors import (
     CacheUnavailableError,
@@ -42,12 +42,14 @@ async def _data_error(request: Request, exc: Exception) -> Response:
     return _body(exc)
 
 
-async def _integrity_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, IntegrityError)
+async def _driver_error(request: Request, exc: Exception) -> Response:
     error = translate_dbapi_error(exc)
-    if error is None:
+    if error is not None:
+        return _body(error)
+    if isinstance(exc, IntegrityError):
         return JSONResponse({"detail": "integrity error"}, status_code=409)
-    return _body(error)
+    # Not the client's data: Starlette's error middleware logs it and answers 500.
+    raise exc
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
@@ -67,7 +69,8 @@ exception_handlers: dict[
     int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]
 ] = {
     DataError: _data_error,
-    IntegrityError: _integrity_error,
+    # asyncpg's adapter raises plain DBAPIError for many data exceptions (22xxx).
+    DBAPIError: _driver_error,
     DatabaseUnavailableError: _unavailable,
     CacheUnavailableError: _cache_unavailable,
     StorageUnavailableError: _storage_unavailable,
