@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -33,7 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError, InvalidRequestError
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
@@ -42,6 +41,7 @@ from plinth import (
     Conflict,
     ConstraintViolation,
     DataError,
+    InvalidValue,
     NotFound,
     Page,
     Repository,
@@ -455,13 +455,13 @@ async def test_upsert_and_update_many_translate_errors(session: AsyncSession) ->
         await authors.upsert({"email": "ada@x.test", "name": "A", "rank": -1}, conflict=["email"])
 
 
-async def test_errors_other_than_integrity_stay_server_errors(session: AsyncSession) -> None:
-    # Not a constraint: nothing to translate, so the driver's error surfaces.
-    with pytest.raises(DBAPIError):
+async def test_a_value_that_does_not_fit_is_invalid_value(session: AsyncSession) -> None:
+    # Errors that are not the data's fault stay server errors: tests/test_errors.py.
+    with pytest.raises(InvalidValue, match="value too long"):
         async with session.begin_nested():
             await Authors(session).create(email="x" * 101, name="Long")
-    # COPY talks to asyncpg directly: its own exception, still not a DataError.
-    with pytest.raises((DBAPIError, asyncpg.PostgresError)):
+    # COPY talks to asyncpg directly; its exception is translated the same way.
+    with pytest.raises(InvalidValue, match="value too long"):
         async with session.begin_nested():
             await Authors(session).bulk_insert([{"email": "x" * 101, "name": "Long"}])
 
