@@ -22,8 +22,9 @@ the total). `bulk_insert` uses ``COPY`` on asyncpg.
 
 Database errors are translated here, once: a unique violation raises
 `Conflict`, a foreign-key, check or not-null violation `ConstraintViolation`
-(both with the constraint's name), a missing row `NotFound`; Plinth's
-FastAPI handlers answer them with 409, 422 and 404. After such an error the
+(both with the constraint's name), a value that does not fit its column
+`InvalidValue`, a missing row `NotFound`; Plinth's FastAPI handlers answer
+them with 409, 422, 422 and 404. After such an error the
 transaction is aborted: let the unit of work roll it back.
 
 Relationships never load behind your back. Async code cannot lazy-load on
