@@ -600,6 +600,54 @@ def test_a_repository_needs_a_model() -> None:
         Nothing(AsyncSession())
 
 
+# -- prepared statements ----------------------------------------------------
+
+
+async def test_get_in_an_empty_session_is_one_select_then_the_identity_map(
+    session: AsyncSession,
+) -> None:
+    authors = Authors(session)
+    author_id = (await authors.create(email="ada@x.test", name="Ada")).id
+    session.expunge_all()
+    with statements(session) as seen:
+        author = await authors.get(author_id)
+        assert author is not None
+        assert author.email == "ada@x.test"
+        assert await authors.get(author_id) is author
+        assert await authors.get((author_id,)) is author  # a 1-tuple is a key too
+    assert [s.split()[0] for s in seen] == ["SELECT"]
+    session.expunge_all()
+    assert await authors.get((author_id,)) is not None
+    session.expunge_all()
+    assert await authors.get(uuid.uuid4()) is None
+    shelves = Shelves(session)
+    await shelves.create(room="b", number=1, label="one")
+    session.expunge_all()
+    assert (await shelves.get_one(["b", 1])).label == "one"
+    with pytest.raises(InvalidRequestError, match="Incorrect number of values"):
+        await shelves.get(("b",))
+
+
+def test_joined_relationships_make_results_unique() -> None:
+    from plinth.repository import joins_eagerly
+
+    class Local(DeclarativeBase):
+        pass
+
+    class Parent(Local):
+        __tablename__ = "parents"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        children: Mapped[list[Child]] = relationship(lazy="joined")
+
+    class Child(Local):
+        __tablename__ = "children"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+
+    assert joins_eagerly(Child.__mapper__)
+    assert not joins_eagerly(Author.__mapper__)
+
+
 # -- HTTP -------------------------------------------------------------------
 
 

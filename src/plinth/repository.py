@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, tuple_
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -92,6 +92,63 @@ def check_relationships(mapper: Mapper[Any]) -> None:
                 )
 
 
+# Registry -> (how many mappers it had, whether any relationship loads by JOIN).
+_joins: weakref.WeakKeyDictionary[Any, tuple[int, bool]] = weakref.WeakKeyDictionary()
+
+
+def joins_eagerly(mapper: Mapper[Any]) -> bool:
+    """Whether any relationship in `mapper`'s registry loads by JOIN, so that
+    rows may repeat and results must go through ``Result.unique()``."""
+    relationships = (rel for other in mapper.registry.mappers for rel in other.relationships)
+    return any(rel.lazy in ("joined", False) for rel in relationships)
+
+
+def _distinct_firsts(rows: Sequence[Any]) -> builtins.list[Any]:
+    """The first column of `rows`, without repeats: what ``Result.unique()``
+    does to ORM rows (by identity), without the copy of each row it makes."""
+    seen: set[int] = set()
+    firsts = []
+    for row in rows:
+        if id(row[0]) not in seen:
+            seen.add(id(row[0]))
+            firsts.append(row[0])
+    return firsts
+
+
+# Repository class -> SELECT of its model by primary key, with bound parameters
+# (keyed by the class, not the mapper, which the statement refers to).
+_by_pk: weakref.WeakKeyDictionary[type, Select[Any]] = weakref.WeakKeyDictionary()
+
+
+def _by_pk_statement(repository: type, mapper: Mapper[Any]) -> Select[Any]:
+    statement = _by_pk.get(repository)
+    if statement is None:
+        conditions = [
+            column == bindparam(f"plinth_pk_{index}")
+            for index, column in enumerate(mapper.primary_key)
+        ]
+        statement = _by_pk[repository] = select(mapper).where(*conditions)
+    return statement
+
+
+def _pk_params(mapper: Mapper[Any], id: Any) -> dict[str, Any] | None:
+    """The parameters of `_by_pk_statement` for `id`; None for anything but a
+    plain complete key (left to `session.get`, which normalises and checks it)."""
+    keys = mapper.primary_key
+    values: Any
+    if len(keys) == 1:
+        if isinstance(id, tuple | builtins.list | dict) or hasattr(id, "__composite_values__"):
+            return None
+        values = (id,)
+    elif isinstance(id, tuple | builtins.list) and len(id) == len(keys):
+        values = id
+    else:
+        return None
+    if any(value is None for value in values):
+        return None
+    return {f"plinth_pk_{index}": value for index, value in enumerate(values)}
+
+
 class Repository(Generic[ModelT]):
     """Data access for one mapped model on one `AsyncSession`.
 
@@ -123,9 +180,14 @@ class Repository(Generic[ModelT]):
         self.session = session
         self.mapper: Mapper[ModelT] = model.__mapper__
         registry = self.mapper.registry
-        if self.strict_loading and _checked.get(registry) != len(registry.mappers):
+        count = len(registry.mappers)
+        if self.strict_loading and _checked.get(registry) != count:
             check_relationships(self.mapper)
-            _checked[registry] = len(registry.mappers)
+            _checked[registry] = count
+        joins = _joins.get(registry)
+        if joins is None or joins[0] != count:
+            joins = _joins[registry] = (count, joins_eagerly(self.mapper))
+        self._joins_eagerly = joins[1]
 
     # -- reading ------------------------------------------------------------
 
@@ -135,9 +197,16 @@ class Repository(Generic[ModelT]):
         Without `options` a row already in the session costs no query; with
         them the row is read again, so that the options apply to it.
         """
-        if not options:
+        if options:
+            return await self.session.get(self.model, id, options=options, populate_existing=True)
+        params = None if self.session.identity_map else _pk_params(self.mapper, id)
+        if params is None:
+            # The identity map may hold the row, and `session.get` knows how to look.
             return await self.session.get(self.model, id)
-        return await self.session.get(self.model, id, options=options, populate_existing=True)
+        # An empty identity map cannot hold it: skip building a new SELECT
+        # (and its cache key) on every call, as `session.get` does.
+        result = await self.session.execute(_by_pk_statement(type(self), self.mapper), params)
+        return cast("ModelT | None", result.unique().scalar_one_or_none())
 
     async def get_one(self, id: Any, *, options: Sequence[ORMOption] = ()) -> ModelT:
         """The row with primary key `id`; `NotFound` if there is none."""
@@ -216,9 +285,12 @@ class Repository(Generic[ModelT]):
         """A page of matching rows and the total number of matching rows."""
         query = self._select(where, by, order_by, limit, offset, None, options)
         total = func.count().over().label("plinth_total")
-        rows = (await self.session.execute(query.add_columns(total))).unique().all()
+        result = await self.session.execute(query.add_columns(total))
+        # Joined collections repeat their parent's row, which only unique() may merge.
+        unique = options or self._joins_eagerly
+        rows = result.unique().all() if unique else result.all()
         if rows:
-            return [row[0] for row in rows], int(rows[0][1])
+            return _distinct_firsts(rows), int(rows[0][1])
         # No rows carry the window total past the last page: count separately.
         return [], (await self.count(*where, **by)) if offset else 0
 
