@@ -143,3 +143,15 @@ def test_pool_settings_reach_the_engine() -> None:
     )
     _, options = engine_arguments(settings, make_url("postgresql+asyncpg://h/db"))
     assert (options["pool_size"], options["max_overflow"], options["echo"]) == (10, 20, True)
+
+
+def test_every_settings_class_names_its_variables_the_same_way() -> None:
+    from plinth.cache import CacheSettings
+    from plinth.migration_guard import MigrationSettings
+    from plinth.storage import StorageSettings
+
+    assert DatabaseSettings.variable("pool_size") == "DB_POOL_SIZE"
+    assert DatabaseSettings.variable("database_url") == "DATABASE_URL"
+    assert CacheSettings.variable("max_connections") == "CACHE_MAX_CONNECTIONS"
+    assert StorageSettings.variable("region") == "AWS_REGION"  # first of its alias choices
+    assert MigrationSettings.variable("lock_timeout") == "DB_MIGRATION_LOCK_TIMEOUT"

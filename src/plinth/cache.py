@@ -29,14 +29,15 @@ from urllib.parse import urlsplit
 
 import pydantic_core
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from plinth.errors import CacheUnavailableError, ConfigurationError, ServiceStateError
+from plinth.errors import CacheUnavailableError, ServiceStateError
 from plinth.lifecycle import Ping, Service, State, elapsed_ms, retry_with_backoff
+from plinth.settings import PlinthSettings
 
 if TYPE_CHECKING:
     pass
@@ -64,20 +65,14 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
-class CacheSettings(BaseSettings):
+class CacheSettings(PlinthSettings):
     """How to reach Redis and how to pool connections.
 
     ``REDIS_URL`` as the seeds name it; the other fields use the ``CACHE_``
     prefix, e.g. ``CACHE_MAX_CONNECTIONS=20``. The `repr` masks the password.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="CACHE_",
-        env_file=".env",
-        extra="ignore",
-        hide_input_in_errors=True,
-        populate_by_name=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="CACHE_")
 
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     """``REDIS_URL``: ``redis://[:password@]host:6379/db``, ``rediss://`` for TLS."""
@@ -119,20 +114,6 @@ class CacheSettings(BaseSettings):
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
             yield name, redact_url(value) if name == "redis_url" else value
-
-    @classmethod
-    def load(cls, **overrides: Any) -> CacheSettings:
-        """Read the settings, raising a one-line `ConfigurationError` on bad input."""
-        try:
-            return cls(**overrides)
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors(include_input=False, include_url=False):
-                field = str(error["loc"][0]) if error["loc"] else ""
-                # The URL's error is located by its alias, REDIS_URL.
-                name = field.upper() if field == "REDIS_URL" else f"CACHE_{field.upper()}"
-                problems.append(f"{name} {error['msg'].removeprefix('Value error, ')}")
-            raise ConfigurationError("; ".join(problems)) from None
 
     def redacted_url(self) -> str:
         """The URL for messages and logs."""

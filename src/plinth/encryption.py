@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Table, Text, bindparam, select, type_coerce, update
 from sqlalchemy.types import TypeDecorator
 
 from plinth.errors import EncryptionKeyError
+from plinth.settings import PlinthSettings
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -67,10 +67,8 @@ def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
-class EncryptionSettings(BaseSettings):
+class EncryptionSettings(PlinthSettings):
     """Where the keys come from: the environment, then ``.env``."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     encryption_keys: SecretStr | None = Field(default=None, validation_alias=ENV_VAR)
     """``PLINTH_ENCRYPTION_KEYS``: Fernet keys, comma-separated, newest first."""

@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from plinth.errors import ConfigurationError, MigrationError, PlinthError
+from plinth.errors import MigrationError, PlinthError
+from plinth.settings import PlinthSettings
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -53,28 +54,16 @@ LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
 
 
-class MigrationSettings(BaseSettings):
+class MigrationSettings(PlinthSettings):
     """Limits for the migration session (``DB_MIGRATION_*``)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="DB_MIGRATION_", env_file=".env", extra="ignore", hide_input_in_errors=True
-    )
+    model_config = SettingsConfigDict(env_prefix="DB_MIGRATION_")
 
     lock_timeout: int = Field(default=5_000, ge=0)
     """Milliseconds a statement may wait for a lock; 0 waits forever."""
 
     statement_timeout: int = Field(default=600_000, ge=0)
     """Milliseconds a statement may run; 0 means no limit."""
-
-    @classmethod
-    def load(cls) -> MigrationSettings:
-        """Read the settings; a one-line `ConfigurationError` on bad input."""
-        try:
-            return cls()
-        except ValidationError as exc:
-            error = exc.errors(include_input=False, include_url=False)[0]
-            name = f"DB_MIGRATION_{str(error['loc'][0]).upper()}"
-            raise ConfigurationError(f"{name} {error['msg']}") from None
 
 
 async def apply_timeouts(connection: AsyncConnection, settings: MigrationSettings) -> int:

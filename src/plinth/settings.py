@@ -7,16 +7,16 @@ error this module raises names the variable, never its value.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from plinth.errors import ConfigurationError
 
-__all__ = ["AppEnv", "DatabaseSettings", "parse_database_url", "redact"]
+__all__ = ["AppEnv", "DatabaseSettings", "PlinthSettings", "parse_database_url", "redact"]
 
 AppEnv = Literal["development", "test", "production"]
 
@@ -79,21 +79,59 @@ def parse_database_url(value: Any) -> URL | None:
 DatabaseURL = Annotated[URL | None, BeforeValidator(parse_database_url)]
 
 
-class DatabaseSettings(BaseSettings):
+class PlinthSettings(BaseSettings):
+    """Base of Plinth's settings classes (database, cache, storage, migrations).
+
+    `load` reads them and turns bad input into one `ConfigurationError` line
+    that names the environment variable and never echoes its value.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", hide_input_in_errors=True, populate_by_name=True
+    )
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Self:
+        """Read the settings, raising a one-line `ConfigurationError` on bad input."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigurationError(cls._describe(exc)) from None
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable that sets `field` (or an alias, returned as is)."""
+        info = cls.model_fields.get(field)
+        if info is None:
+            return field  # pydantic locates an aliased field's error by its alias
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+            alias = alias.choices[0]
+        if isinstance(alias, str):
+            return alias
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+    @classmethod
+    def _describe(cls, exc: ValidationError) -> str:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            message = error["msg"].removeprefix("Value error, ")
+            message = "is required" if message == "Field required" else message
+            if error["loc"]:
+                problems.append(f"{cls.variable(str(error['loc'][0]))} {message}")
+            else:
+                problems.append(message)  # a check across fields names its variables itself
+        return "; ".join(problems)
+
+
+class DatabaseSettings(PlinthSettings):
     """How to reach PostgreSQL and how to pool connections.
 
     Every field is read from the environment (or `.env`); the pool fields use
     the ``DB_`` prefix, e.g. ``DB_POOL_SIZE=10``.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="DB_",
-        env_file=".env",
-        extra="ignore",
-        hide_input_in_errors=True,
-        arbitrary_types_allowed=True,
-        populate_by_name=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="DB_", arbitrary_types_allowed=True)
 
     database_url: DatabaseURL = Field(default=None, validation_alias="DATABASE_URL")
     """``DATABASE_URL``. Unset outside production means: use the embedded PostgreSQL."""
@@ -152,14 +190,6 @@ class DatabaseSettings(BaseSettings):
             )
         return self
 
-    @classmethod
-    def load(cls, **overrides: Any) -> DatabaseSettings:
-        """Read the settings, raising a one-line `ConfigurationError` on bad input."""
-        try:
-            return cls(**overrides)
-        except ValidationError as exc:
-            raise ConfigurationError(_describe(exc)) from None
-
     def with_driver(self, url: URL) -> URL:
         """`url` switched to `driver`, when one is set."""
         return url if self.driver is None else url.set(drivername=f"postgresql+{self.driver}")
@@ -167,16 +197,3 @@ class DatabaseSettings(BaseSettings):
     def redacted_url(self) -> str:
         """The URL for messages and logs, or ``'<embedded>'`` when unset."""
         return "<embedded>" if self.database_url is None else redact(self.database_url)
-
-
-_ENV_NAMES = {"database_url": "DATABASE_URL", "app_env": "APP_ENV"}
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors(include_input=False, include_url=False):
-        field = str(error["loc"][0]) if error["loc"] else ""
-        name = _ENV_NAMES.get(field, f"DB_{field.upper()}" if field else "")
-        message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{name} {message}" if name else message)
-    return "; ".join(problems)

@@ -36,16 +36,16 @@ from typing import IO, TYPE_CHECKING, Any
 import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from plinth.errors import (
-    ConfigurationError,
     NotFound,
     ServiceStateError,
     StorageUnavailableError,
 )
 from plinth.lifecycle import Ping, Service, State, elapsed_ms
+from plinth.settings import PlinthSettings
 
 if TYPE_CHECKING:
     pass
@@ -62,16 +62,9 @@ PART_SIZE = 8 * 1024 * 1024
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _MISSING = ("404", "NoSuchKey", "NotFound")
-_ENV_NAMES = {
-    "bucket_name": "AWS_BUCKET_NAME",
-    "region": "AWS_REGION",
-    "access_key_id": "AWS_ACCESS_KEY_ID",
-    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
-    "session_token": "AWS_SESSION_TOKEN",
-}
 
 
-class StorageSettings(BaseSettings):
+class StorageSettings(PlinthSettings):
     """Where the bucket is and how to reach it.
 
     The seeds' names (``AWS_BUCKET_NAME``, ``AWS_REGION``, ``S3_ENDPOINT_URL``
@@ -79,13 +72,7 @@ class StorageSettings(BaseSettings):
     prefix, e.g. ``S3_PRESIGN_EXPIRES=600``.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="S3_",
-        env_file=".env",
-        extra="ignore",
-        hide_input_in_errors=True,
-        populate_by_name=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="S3_")
 
     bucket_name: str = Field(validation_alias="AWS_BUCKET_NAME")
     """``AWS_BUCKET_NAME``: the one bucket this storage uses."""
@@ -151,21 +138,6 @@ class StorageSettings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://, e.g. http://minio:9000")
         return value
-
-    @classmethod
-    def load(cls, **overrides: Any) -> StorageSettings:
-        """Read the settings, raising a one-line `ConfigurationError` on bad input."""
-        try:
-            return cls(**overrides)
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors(include_input=False, include_url=False):
-                field = str(error["loc"][0]) if error["loc"] else ""
-                name = field if field.isupper() else _ENV_NAMES.get(field, f"S3_{field.upper()}")
-                message = error["msg"].removeprefix("Value error, ")
-                message = "is required" if message == "Field required" else message
-                problems.append(f"{name} {message}")
-            raise ConfigurationError("; ".join(problems)) from None
 
     def describe(self) -> str:
         """Bucket and endpoint, for messages and logs."""
