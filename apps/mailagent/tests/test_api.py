@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -15,6 +14,7 @@ from mailagent.db import MailAgentDatabaseSettings, database
 from mailagent.main import app
 from plinth import Database
 from plinth.engine import engine_arguments
+from plinth.testing import CuttableProxy
 
 PASSWORD = "hunter2-db-password"
 TOKEN = "ya29.a0AfH6SMBx-access-token"
@@ -110,45 +110,10 @@ async def test_health_db_connected(client: httpx.AsyncClient) -> None:
     assert body["server_version"]
 
 
-class Proxy:
-    """A TCP proxy to PostgreSQL that can be cut, to take a started Database down."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream = await asyncio.open_connection(*self.target)
-        self.writers += [writer, upstream]
-        await asyncio.gather(self._pipe(reader, upstream), self._pipe(upstream_reader, writer))
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    async def cut(self) -> None:
-        self.server.close()
-        for writer in self.writers:
-            writer.transport.abort()
-        await self.server.wait_closed()
-
-
 @pytest.fixture
 async def database_gone_away(plinth_server: URL) -> AsyncIterator[Database]:
     """A started Database whose server then became unreachable (its port is closed)."""
-    proxy = Proxy(plinth_server.host or "127.0.0.1", plinth_server.port or 5432)
+    proxy = CuttableProxy(plinth_server.host or "127.0.0.1", plinth_server.port or 5432)
     port = await proxy.start()
     url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{port}/{plinth_server.database}"
     down = Database(MailAgentDatabaseSettings.load(database_url=url, connect_retries=0))
