@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import URL, Integer, String, func, insert, literal_column, select, text
 from sqlalchemy.exc import DBAPIError
@@ -28,7 +29,7 @@ class Note(Base):
 
 
 class Statements:
-    """The simple-protocol statements (BEGIN, COMMIT, ...) a driver connection sends."""
+    """The simple-protocol statements (BEGIN, COMMIT, ...) an asyncpg connection sends."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
@@ -42,13 +43,28 @@ async def driver(session: AsyncSession) -> Any:
     return (await connection.get_raw_connection()).driver_connection
 
 
+def driver_in_transaction(connection: Any) -> bool:
+    if isinstance(connection, psycopg.AsyncConnection):
+        return connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    return bool(connection.is_in_transaction())
+
+
 async def in_transaction(session: AsyncSession) -> bool:
-    return bool((await driver(session)).is_in_transaction())
+    return driver_in_transaction(await driver(session))
 
 
-@pytest.fixture
-async def database(scratch_url: URL) -> AsyncIterator[Database]:
-    database = Database(DatabaseSettings.load(database_url=scratch_url))
+def log_statements(connection: Any) -> Statements:
+    """Statements sent by `connection` from now on (empty, and unchecked, on psycopg)."""
+    statements = Statements()
+    if not isinstance(connection, psycopg.AsyncConnection):
+        connection.add_query_logger(statements)
+    return statements
+
+
+@pytest.fixture(params=["postgresql+asyncpg", "postgresql+psycopg"])
+async def database(request: pytest.FixtureRequest, scratch_url: URL) -> AsyncIterator[Database]:
+    url = scratch_url.set(drivername=request.param)
+    database = Database(DatabaseSettings.load(database_url=url))
     async with database:
         async with database.engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
@@ -58,9 +74,8 @@ async def database(scratch_url: URL) -> AsyncIterator[Database]:
 
 async def test_a_read_only_unit_of_work_sends_no_begin(database: Database) -> None:
     assert lean_reads_enabled(database.engine.sync_engine)
-    statements = Statements()
     async with database.transaction() as session:
-        (await driver(session)).add_query_logger(statements)
+        statements = log_statements(await driver(session))
         note = await session.get(Note, 1)
         count = await session.scalar(select(func.count()).select_from(Note))
         assert not await in_transaction(session)
@@ -108,9 +123,8 @@ async def test_a_write_after_a_write_only_unit_of_work_uses_the_pooled_connectio
 ) -> None:
     async with database.transaction() as session:
         await session.execute(insert(Note).values(id=4, body="fourth"))
-    statements = Statements()
     async with database.transaction() as session:
-        (await driver(session)).add_query_logger(statements)
+        statements = log_statements(await driver(session))
         await session.get(Note, 4)
         assert not await in_transaction(session)
     assert statements.seen == []
@@ -121,7 +135,12 @@ async def test_a_connection_lost_during_a_lean_read_raises_the_driver_error(
 ) -> None:
     async def handler() -> None:
         async with database.transaction() as session:
-            pid = (await driver(session)).get_server_pid()
+            raw = await driver(session)
+            pid = (
+                raw.info.backend_pid
+                if isinstance(raw, psycopg.AsyncConnection)
+                else raw.get_server_pid()
+            )
             async with database.engine.connect() as other:
                 await other.execute(select(func.pg_terminate_backend(pid)))
             await session.get(Note, 1)
@@ -183,6 +202,47 @@ async def test_an_engine_wide_isolation_level_keeps_plain_transactions(scratch_u
         async with database.transaction() as session:
             await session.execute(select(1))
             assert await in_transaction(session)
+
+
+async def test_each_transaction_of_a_connection_reads_without_begin(database: Database) -> None:
+    async with database.engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        await connection.execute(insert(Note).values(id=6, body="sixth"))
+        assert driver_in_transaction(raw)
+        await connection.commit()
+        assert await connection.scalar(select(func.count()).select_from(Note)) == 2
+        assert not driver_in_transaction(raw)
+        await connection.execute(insert(Note).values(id=7, body="seventh"))
+        assert driver_in_transaction(raw)
+        await connection.rollback()
+    async with database.transaction() as session:
+        assert await session.get(Note, 7) is None
+
+
+async def test_a_connection_goes_back_to_the_pool_without_autocommit(database: Database) -> None:
+    async with database.transaction() as session:
+        await session.get(Note, 1)
+        lean = (await (await session.connection()).get_raw_connection()).dbapi_connection
+        assert lean is not None
+        assert lean.autocommit
+    # The pool's only connection, in the state raw DBAPI code expects.
+    async with database.engine.connect() as connection:
+        assert (await connection.get_raw_connection()).dbapi_connection is lean
+        assert lean.autocommit is False
+
+
+async def test_an_autocommit_connection_keeps_autocommit(database: Database) -> None:
+    async with database.engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        raw = (await autocommit.get_raw_connection()).driver_connection
+        await autocommit.execute(select(Note))
+        await autocommit.execute(insert(Note).values(id=8, body="eighth"))
+        assert not driver_in_transaction(raw)
+        async with database.engine.connect() as other:
+            assert await other.scalar(select(Note.body).where(Note.id == 8)) == "eighth"
+        await autocommit.rollback()  # nothing to roll back: the insert stays
+    async with database.transaction() as session:
+        assert await session.get(Note, 8) is not None
 
 
 def test_plain_selects_are_told_apart_from_the_rest() -> None:

@@ -3,11 +3,11 @@
 SQLAlchemy's asyncpg (and psycopg) dialects wrap every statement in a
 transaction, so a plain read through a session costs ``BEGIN; SELECT;
 ROLLBACK`` (or ``COMMIT``): three round trips where one does. `enable_lean_reads`
-makes an engine start each transaction with its DBAPI connection in autocommit
-mode, and switch autocommit off again, so that the driver sends ``BEGIN``,
-right before the first statement that is not a *plain read*. A unit of work
-that only reads costs one round trip per query, and commits or rolls back
-nothing; one that writes is as atomic as before: the write and everything
+makes an engine run each *plain read* with its DBAPI connection in autocommit
+mode while no transaction has begun on it, and switch autocommit off again
+before any other statement, so that the driver sends ``BEGIN`` with it. A unit
+of work that only reads costs one round trip per query, and commits or rolls
+back nothing; one that writes is as atomic as before: the write and everything
 after it run in one transaction, committed (or rolled back) as usual, and a
 failing ``COMMIT`` still raises.
 
@@ -40,7 +40,8 @@ import weakref
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, ExecutionContext
+from sqlalchemy.engine import Engine, ExecutionContext
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState
 from sqlalchemy.sql import functions, visitors
 from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.sql.dml import UpdateBase
@@ -71,6 +72,7 @@ PURE_FUNCTIONS = frozenset(
 """Function names (beyond SQLAlchemy's registered ones) that keep a SELECT a plain read."""
 
 _LEAN = "plinth_lean"
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE (psycopg is optional)
 _verdicts: weakref.WeakKeyDictionary[Compiled, bool] = weakref.WeakKeyDictionary()
 
 
@@ -108,49 +110,52 @@ def is_plain_read(context: ExecutionContext) -> bool:
     return verdict
 
 
-def _on_begin(connection: Connection) -> None:
-    dbapi_connection: Any = connection.connection.dbapi_connection
-    if dbapi_connection is None:
-        return
-    if "isolation_level" in connection.get_execution_options():
-        connection.info[_LEAN] = False  # SQLAlchemy has just set the level itself
-        return
-    if connection.info.get(_LEAN):
-        return  # still lean from a transaction that ended without an event
-    if dbapi_connection.autocommit:
-        return  # AUTOCOMMIT asked for by other means: nothing to make lean
-    dbapi_connection.autocommit = True
-    connection.info[_LEAN] = True
+def _in_transaction(connection: PoolProxiedConnection) -> bool:
+    """Whether the driver connection is inside a transaction (after ``BEGIN``)."""
+    driver: Any = connection.driver_connection
+    status = getattr(driver, "info", None)
+    if status is not None:  # psycopg
+        return bool(status.transaction_status != _IDLE)
+    return bool(driver.is_in_transaction())  # asyncpg
 
 
-def _on_end(connection: Connection) -> None:
-    # Outside a transaction the DBAPI connection is in its usual state again,
-    # for whatever uses it next without beginning one (raw connections, pings).
-    # An invalidated connection is discarded, its info with it.
-    if connection.invalidated:
-        return
-    if connection.info.get(_LEAN):
-        connection.info[_LEAN] = False
-        dbapi_connection: Any = connection.connection.dbapi_connection
-        if dbapi_connection is not None:
-            dbapi_connection.autocommit = False
-
-
-def _before_cursor_execute(
-    connection: Connection,
-    cursor: Any,
-    statement: str,
-    parameters: Any,
-    context: ExecutionContext | None,
-    executemany: bool,
+def _before_execute(
+    cursor: Any, statement: str, parameters: Any, context: ExecutionContext
 ) -> None:
-    if not connection.info.get(_LEAN):
-        return
-    if context is not None and not executemany and is_plain_read(context):
-        return
-    # From here on the driver sends BEGIN with the next statement (this one).
-    connection.info[_LEAN] = False
-    connection.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+    connection = context.root_connection.connection
+    info = connection.info
+    if "isolation_level" not in context.execution_options and is_plain_read(context):
+        if info.get(_LEAN):
+            return  # still outside a transaction
+        dbapi_connection: Any = connection.dbapi_connection
+        if dbapi_connection.autocommit or _in_transaction(connection):
+            return  # AUTOCOMMIT asked for, or a write has begun the transaction
+        # No BEGIN for this read: the driver begins only with autocommit off.
+        dbapi_connection.autocommit = True
+        info[_LEAN] = True
+    elif info.get(_LEAN):
+        # The driver sends BEGIN with this statement; later reads join it.
+        info[_LEAN] = False
+        connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+
+def _before_executemany(
+    cursor: Any, statement: str, parameters: Any, context: ExecutionContext
+) -> None:
+    _before_execute(cursor, statement, parameters, context)
+
+
+def _before_execute_no_params(cursor: Any, statement: str, context: ExecutionContext) -> None:
+    _before_execute(cursor, statement, None, context)
+
+
+def _on_reset(dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
+    # Back in the pool, the DBAPI connection is in its usual state again, for
+    # whatever checks it out next (a raw connection expects a transaction).
+    if record.info.get(_LEAN):
+        record.info[_LEAN] = False
+        if state.asyncio_safe and not state.terminate_only and dbapi_connection is not None:
+            dbapi_connection.autocommit = False
 
 
 def enable_lean_reads(engine: Engine) -> bool:
@@ -166,13 +171,15 @@ def enable_lean_reads(engine: Engine) -> bool:
     if engine.dialect.default_isolation_level not in (None, "READ COMMITTED"):
         return False
     if not lean_reads_enabled(engine):
-        event.listen(engine, "begin", _on_begin)
-        event.listen(engine, "before_cursor_execute", _before_cursor_execute)
-        event.listen(engine, "commit", _on_end)
-        event.listen(engine, "rollback", _on_end)
+        # Dialect and pool events, not connection events: any connection event
+        # makes SQLAlchemy dispatch every connection event on every statement.
+        event.listen(engine, "do_execute", _before_execute)
+        event.listen(engine, "do_executemany", _before_executemany)
+        event.listen(engine, "do_execute_no_params", _before_execute_no_params)
+        event.listen(engine, "reset", _on_reset)
     return True
 
 
 def lean_reads_enabled(engine: Engine) -> bool:
     """Whether `enable_lean_reads` is in effect on `engine`."""
-    return event.contains(engine, "begin", _on_begin)
+    return event.contains(engine, "do_execute", _before_execute)
