@@ -628,24 +628,38 @@ async def test_get_in_an_empty_session_is_one_select_then_the_identity_map(
         await shelves.get(("b",))
 
 
-def test_joined_relationships_make_results_unique() -> None:
+async def test_joined_relationships_make_results_unique(session: AsyncSession) -> None:
     from plinth.repository import joins_eagerly
 
     class Local(DeclarativeBase):
         pass
 
     class Parent(Local):
-        __tablename__ = "parents"
+        __tablename__ = "joined_parents"
         id: Mapped[int] = mapped_column(primary_key=True)
-        children: Mapped[list[Child]] = relationship(lazy="joined")
+        children: Mapped[list[Child]] = relationship(lazy="joined", order_by="Child.id")
 
     class Child(Local):
-        __tablename__ = "children"
+        __tablename__ = "joined_children"
         id: Mapped[int] = mapped_column(primary_key=True)
-        parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+        parent_id: Mapped[int] = mapped_column(ForeignKey("joined_parents.id"))
+
+    class Parents(Repository[Parent]):
+        pass
 
     assert joins_eagerly(Child.__mapper__)
     assert not joins_eagerly(Author.__mapper__)
+    await (await session.connection()).run_sync(Local.metadata.create_all)
+    session.add(Parent(id=1, children=[Child(id=1), Child(id=2)]))
+    await session.flush()
+    session.expunge_all()
+    parent = await Parents(session).get_one(1)  # two joined rows, one parent
+    assert [child.id for child in parent.children] == [1, 2]
+    for limit in (10, None):
+        parents, total = await Parents(session).list_and_count(limit=limit)
+        assert ([p.id for p in parents], total) == ([1], 1)
+    assert [p.id for p in await Parents(session).list()] == [1]
+    assert [p.id for p in (await Parents(session).page(limit=5)).items] == [1]
 
 
 # -- HTTP -------------------------------------------------------------------

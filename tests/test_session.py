@@ -249,6 +249,7 @@ def test_plain_selects_are_told_apart_from_the_rest() -> None:
     assert is_plain_select(select(Note).where(Note.id == 1))
     assert is_plain_select(select(func.count()).select_from(Note))
     assert is_plain_select(select(func.lower(Note.body)).order_by(Note.id))
+    assert is_plain_select(select(func.current_setting("server_version")))  # Database.ping
     assert is_plain_select(select(Note).where(Note.id.in_(select(Note.id).scalar_subquery())))
     assert not is_plain_select(select(Note).with_for_update(read=True))
     assert not is_plain_select(select(Note).where(Note.id.in_(select(Note.id).with_for_update())))

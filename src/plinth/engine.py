@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends
-from sqlalchemy import URL, text
+from sqlalchemy import URL, func, select, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -282,7 +282,8 @@ class Database(Service):
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout), self.sessionmaker() as session:
-                version = (await session.execute(text("SHOW server_version"))).scalar_one()
+                # A plain read: one round trip, no BEGIN/ROLLBACK (plinth.session).
+                version = await session.scalar(select(func.current_setting("server_version")))
         except (TimeoutError, OSError, DBAPIError) as exc:
             raise DatabaseUnavailableError(_reason(exc)) from exc
         return Ping(elapsed_ms(started), str(version).split()[0])

@@ -18,7 +18,8 @@ Round trips are counted: `create`, `update` and `upsert` are one
 `get` answers from the session's identity map when it can, and
 `list_and_count` reads the total with ``count(*) OVER ()`` in the same query
 (a second query only for a page past the end, which returns no rows to carry
-the total). `bulk_insert` uses ``COPY`` on asyncpg.
+the total, and when `options` or a ``lazy="joined"`` collection may repeat
+rows). `bulk_insert` uses ``COPY`` on asyncpg.
 
 Database errors are translated here, once: a unique violation raises
 `Conflict`, a foreign-key, check or not-null violation `ConstraintViolation`
@@ -101,18 +102,6 @@ def joins_eagerly(mapper: Mapper[Any]) -> bool:
     rows may repeat and results must go through ``Result.unique()``."""
     relationships = (rel for other in mapper.registry.mappers for rel in other.relationships)
     return any(rel.lazy in ("joined", False) for rel in relationships)
-
-
-def _distinct_firsts(rows: Sequence[Any]) -> builtins.list[Any]:
-    """The first column of `rows`, without repeats: what ``Result.unique()``
-    does to ORM rows (by identity), without the copy of each row it makes."""
-    seen: set[int] = set()
-    firsts = []
-    for row in rows:
-        if id(row[0]) not in seen:
-            seen.add(id(row[0]))
-            firsts.append(row[0])
-    return firsts
 
 
 # Repository class -> SELECT of its model by primary key, with bound parameters
@@ -206,7 +195,9 @@ class Repository(Generic[ModelT]):
         # An empty identity map cannot hold it: skip building a new SELECT
         # (and its cache key) on every call, as `session.get` does.
         result = await self.session.execute(_by_pk_statement(type(self), self.mapper), params)
-        return cast("ModelT | None", result.unique().scalar_one_or_none())
+        if self._joins_eagerly:  # a joined collection repeats the row
+            result = result.unique()
+        return cast("ModelT | None", result.scalar_one_or_none())
 
     async def get_one(self, id: Any, *, options: Sequence[ORMOption] = ()) -> ModelT:
         """The row with primary key `id`; `NotFound` if there is none."""
@@ -252,7 +243,7 @@ class Repository(Generic[ModelT]):
         from `page`), which needs NOT NULL ordering columns.
         """
         query = self._select(where, by, order_by, limit, offset, after, options)
-        return builtins.list((await self.session.scalars(query)).unique())
+        return await self._all(query, options)
 
     async def page(
         self,
@@ -267,7 +258,7 @@ class Repository(Generic[ModelT]):
         terms = resolve_order(self.mapper, order_by)
         check_keyset(terms)
         query = self._select(where, by, order_by, limit + 1, 0, after, options)
-        items = builtins.list((await self.session.scalars(query)).unique())
+        items = await self._all(query, options)
         if len(items) <= limit:
             return Page(items, None)
         last = items[limit - 1]
@@ -284,13 +275,14 @@ class Repository(Generic[ModelT]):
     ) -> tuple[builtins.list[ModelT], int]:
         """A page of matching rows and the total number of matching rows."""
         query = self._select(where, by, order_by, limit, offset, None, options)
+        if options or self._joins_eagerly:
+            # A collection loaded by JOIN repeats its parent's row, which the
+            # window would count: count separately.
+            return await self._all(query, options), await self.count(*where, **by)
         total = func.count().over().label("plinth_total")
-        result = await self.session.execute(query.add_columns(total))
-        # Joined collections repeat their parent's row, which only unique() may merge.
-        unique = options or self._joins_eagerly
-        rows = result.unique().all() if unique else result.all()
+        rows = (await self.session.execute(query.add_columns(total))).all()
         if rows:
-            return _distinct_firsts(rows), int(rows[0][1])
+            return [row[0] for row in rows], int(rows[0][1])
         # No rows carry the window total past the last page: count separately.
         return [], (await self.count(*where, **by)) if offset else 0
 
@@ -424,6 +416,14 @@ class Repository(Generic[ModelT]):
         if offset:
             query = query.offset(offset)
         return query
+
+    async def _all(
+        self, query: Select[ModelT], options: Sequence[ORMOption]
+    ) -> builtins.list[ModelT]:
+        result = await self.session.scalars(query)
+        if options or self._joins_eagerly:  # a joined collection repeats its parent's row
+            result = result.unique()
+        return builtins.list(result)
 
     async def _execute(self, query: Any) -> Any:
         try:

@@ -66,7 +66,7 @@ PURE_FUNCTIONS = frozenset(
         "bool_and", "bool_or", "avg", "stddev", "variance", "unnest", "array_length",
         "row_number", "lag", "lead", "first_value", "last_value", "ntile",
         "to_tsvector", "to_tsquery", "plainto_tsquery", "websearch_to_tsquery", "ts_rank",
-        "similarity", "word_similarity",
+        "similarity", "word_similarity", "current_setting", "version",
     }
 )  # fmt: skip
 """Function names (beyond SQLAlchemy's registered ones) that keep a SELECT a plain read."""
