@@ -4,6 +4,7 @@ No `from __future__ import annotations`: FastAPI must resolve the routes' local
 `Session` alias at definition time.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -159,3 +160,39 @@ async def test_exception_in_the_route_rolls_back(deferred_app: tuple[FastAPI, Da
         response = await client.post("/parents/5/then-fail")
     assert response.status_code == 400
     assert await count(database, "parents") == 0
+
+
+async def test_a_request_cancelled_during_its_commit_still_ends_its_unit_of_work(
+    deferred_app: tuple[FastAPI, Database],
+) -> None:
+    app, database = deferred_app
+    async with database.transaction() as session:
+        await session.execute(text("CREATE TABLE slow (id int PRIMARY KEY)"))
+        await session.execute(
+            text(
+                "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"
+            )
+        )
+        await session.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow DEFERRABLE "
+                "INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+            )
+        )
+    Session = Annotated[AsyncSession, database.depends]
+
+    @app.post("/slow/{row}")
+    async def insert_slowly(row: int, session: Session) -> None:
+        await session.execute(text("INSERT INTO slow VALUES (:row)"), {"row": row})
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        request = asyncio.create_task(client.post("/slow/1"))
+        await asyncio.sleep(0.25)  # the COMMIT is waiting for the deferred trigger
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    # The commit ran to its end before the cancellation went on; the connection is back.
+    assert await count(database, "slow") == 1
+    assert database.engine.sync_engine.pool.checkedout() == 0

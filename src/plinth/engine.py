@@ -16,7 +16,7 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,14 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 from plinth.errors import ConfigurationError, DatabaseStateError, DatabaseUnavailableError
-from plinth.lifecycle import Ping, Service, State, elapsed_ms, retry_with_backoff
+from plinth.lifecycle import (
+    Ping,
+    Service,
+    State,
+    elapsed_ms,
+    retry_with_backoff,
+    run_to_completion,
+)
 from plinth.session import enable_lean_reads
 from plinth.settings import DatabaseSettings, redact
 
@@ -241,26 +248,26 @@ class Database(Service):
         """A new session; the caller commits. Prefer `transaction`."""
         return self.sessionmaker()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A unit of work: commit on success, roll back on any exception."""
-        async with self.sessionmaker.begin() as session:
-            yield session
+        return asynccontextmanager(self.get_db)()
 
     async def get_db(self) -> AsyncIterator[AsyncSession]:
-        """FastAPI dependency; use through `depends` so the commit precedes the response.
+        """The unit of work of `transaction`, as a FastAPI dependency: use it
+        through `depends`, so that the commit precedes the response.
 
-        A unit of work like `transaction`, for less: FastAPI already shields the
-        code after ``yield`` from cancellation, which `transaction` does with
-        tasks of its own, and commit and close share one greenlet switch.
+        The commit (or the rollback) and the close run to their end even if the
+        caller is cancelled meanwhile: an ASGI server's or a timeout's
+        cancellation would otherwise stop them halfway.
         """
         session = self.sessionmaker()
         try:
             yield session
         except BaseException:
-            await session.close()  # rolls back
+            await run_to_completion(session.close())  # rolls back
             raise
-        await session.run_sync(_commit_and_close)
+        # One greenlet switch for both, where AsyncSession's commit and close take two.
+        await run_to_completion(session.run_sync(_commit_and_close))
 
     @asynccontextmanager
     async def bind(self, connection: AsyncConnection) -> AsyncIterator[None]:

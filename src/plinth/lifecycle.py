@@ -12,17 +12,17 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from plinth.errors import PlinthError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["Ping", "Service", "State", "elapsed_ms", "retry_with_backoff"]
+__all__ = ["Ping", "Service", "State", "elapsed_ms", "retry_with_backoff", "run_to_completion"]
 
 logger = logging.getLogger("plinth")
 
@@ -109,6 +109,29 @@ async def retry_with_backoff(
             )
             await asyncio.sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await `coroutine` in a task of its own that the caller's cancellation
+    cannot stop halfway; re-raise that cancellation once the task has ended.
+
+    For clean-up (a commit, a close) that must not be abandoned partway, as
+    SQLAlchemy's own ``async with session.begin():`` does it.
+    """
+    task = asyncio.ensure_future(coroutine)
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError as error:
+            if task.done():
+                raise  # the task itself was cancelled
+            cancelled = error
+        else:
+            break
+    if cancelled is not None:
+        raise cancelled
+    return result
 
 
 def elapsed_ms(started: float) -> float:
