@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from plinth.cli import cli
 
 TRANSLATOR = str(Path(__file__).parents[1] / "apps" / "translator")
+MAILAGENT = str(Path(__file__).parents[1] / "apps" / "mailagent")
 SECRET = "s3cr3t-pa55"
 runner = CliRunner()
 
@@ -118,5 +119,15 @@ def test_doctor_reports_and_fails_behind_head(scratch_url: URL) -> None:
     code, out, _ = plinth("doctor", "--app", TRANSLATOR, url=scratch_url)
     assert code == 1
     assert "PostgreSQL" in out
+    assert "asyncpg" in out
     assert "SUPERUSER" in out
     assert "at base, head 0001" in out
+
+
+def test_commands_connect_with_the_apps_own_settings(scratch_url: URL) -> None:
+    # mailagent's settings default to psycopg: its migrations run on it too.
+    code, out, err = plinth("db", "upgrade", "--app", MAILAGENT, url=scratch_url)
+    assert code == 0, err
+    code, out, _ = plinth("doctor", "--app", MAILAGENT, url=scratch_url)
+    assert "psycopg" in out
+    assert "asyncpg" not in out

@@ -58,7 +58,7 @@ def _fail(message: str) -> typer.Exit:
 def _on_connection(
     spec: AppSpec, action: Callable[[AsyncConnection], Awaitable[T]], *, upgrade_first: bool = False
 ) -> T:
-    settings = DatabaseSettings.load()
+    settings = _guarded(lambda: spec.settings)
 
     async def run(url: URL) -> T:
         async with (
@@ -141,7 +141,7 @@ def check(app: AppOption = Path(".")) -> None:
     if len(head) != 1:
         raise _fail(f"{spec.name}: expected one head, found {len(head)}: {', '.join(head)}")
     metadata = _guarded(lambda: spec.metadata)
-    settings = _guarded(DatabaseSettings.load)
+    settings = _guarded(lambda: spec.settings)
 
     def compare() -> Any:
         with resolve_database_url(settings, spec.path) as url:
@@ -186,7 +186,7 @@ def reset(
 ) -> None:
     """Downgrade to base, then upgrade to head: every migrated table loses its data."""
     spec = _guarded(lambda: find_app(app))
-    settings = _guarded(DatabaseSettings.load)
+    settings = _guarded(lambda: spec.settings)
     if settings.app_env == "production" and not yes_really:
         raise _fail(
             "refusing to reset a production database (APP_ENV=production): it drops every "
@@ -232,7 +232,7 @@ def doctor(app: AppOption = Path(".")) -> None:
     from plinth.security import inspect_connection
 
     spec = _guarded(lambda: find_app(app))
-    settings = _guarded(DatabaseSettings.load)
+    settings = _guarded(lambda: spec.settings)
 
     async def inspect(connection: AsyncConnection) -> list[tuple[str, str, bool]]:
         security = await inspect_connection(connection)
@@ -254,6 +254,7 @@ def doctor(app: AppOption = Path(".")) -> None:
                 f"at {', '.join(revisions) or 'base'}, head {', '.join(head)}",
                 sorted(revisions) == sorted(head),
             ),
+            ("driver", connection.dialect.driver, True),
             ("pool", f"{settings.pool_size} + {settings.max_overflow} overflow", True),
         ]
 
@@ -280,6 +281,8 @@ def serve(
     import uvicorn
 
     spec = _guarded(lambda: find_app(app))
+    # Not the app's settings: importing the app now would build its Database
+    # from the environment before DATABASE_URL is set below.
     settings = _guarded(DatabaseSettings.load)
     try:
         with resolve_database_url(settings, spec.path) as url:

@@ -80,6 +80,13 @@ class AppSpec:
         return self._attribute("main", "database")  # type: ignore[no-any-return]
 
     @property
+    def settings(self) -> DatabaseSettings:
+        """Database settings read from the environment now, with the class of
+        the app's `Database` settings: its own `DatabaseSettings` subclass, if
+        it has one, brings its defaults (such as ``driver``)."""
+        return type(self.database.settings).load()
+
+    @property
     def metadata(self) -> MetaData:
         return self._attribute("models", "Base").metadata  # type: ignore[no-any-return]
 

@@ -195,5 +195,8 @@ class DatabaseSettings(PlinthSettings):
         return url if self.driver is None else url.set(drivername=f"postgresql+{self.driver}")
 
     def redacted_url(self) -> str:
-        """The URL for messages and logs, or ``'<embedded>'`` when unset."""
-        return "<embedded>" if self.database_url is None else redact(self.database_url)
+        """The URL in use (its driver too), for messages and logs, or
+        ``'<embedded>'`` when unset."""
+        if self.database_url is None:
+            return "<embedded>"
+        return redact(self.with_driver(self.database_url))
