@@ -122,6 +122,7 @@ def http_cases(
             "request",
             sizes.requests,
             runners(get, 1),
+            interleave=8,
             warmup=max(20, sizes.requests // 10),
             targets=(
                 Target("P", "R", "<=", 1.6),
@@ -137,6 +138,7 @@ def http_cases(
             sizes.concurrent_requests,
             runners(get, 16),
             # Every pooled connection prepares its statements once.
+            interleave=8,
             warmup=max(64, sizes.concurrent_requests // 4),
             targets=(
                 Target("P", "R", "<=", 1.8),
@@ -150,6 +152,7 @@ def http_cases(
             "request",
             sizes.requests,
             runners(post, 1),
+            interleave=8,
             warmup=max(20, sizes.requests // 10),
             targets=(Target("P", "R", "<=", 1.8),),
             notes=("at most 2 round trips",),
@@ -160,6 +163,7 @@ def http_cases(
             "request",
             sizes.requests,
             runners(page, 1),
+            interleave=8,
             warmup=max(20, sizes.requests // 10),
             targets=(Target("P", "R", "<=", 1.2),),
         ),
@@ -177,6 +181,7 @@ def http_cases(
             "request",
             sizes.requests,
             keyset,
+            interleave=8,
             warmup=max(20, sizes.requests // 10),
             ratios=(("P", "R"),),
         ),

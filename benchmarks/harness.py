@@ -3,9 +3,10 @@
 A *case* is one benchmark row: the same operation implemented by several
 variants. Each variant's runner performs ``n`` operations and may return how
 many operations' worth of work it actually did (the per-row-commit
-reference inserts a sample and extrapolates). Ratios between variants are
-taken within a round, where both ran under the same machine load, and
-summarised over rounds by their median and their range.
+reference inserts a sample and extrapolates). Within a round the variants
+take turns in shuffled order, slice by slice (`Case.interleave`). Ratios
+between variants are taken within a round, where both ran under the same
+machine load, and summarised over rounds by their median and their range.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class Case:
     """Run, untimed, before every timed run (e.g. truncating a table)."""
     max_rounds: int | None = None
     """Fewer rounds for cases whose slow variants take seconds per run."""
+    interleave: int = 1
+    """Slices per round: the variants take turns slice by slice, so that a
+    drift in machine load (common on shared cores) hits them alike."""
     ratios: tuple[tuple[str, str], ...] = (("P", "R"), ("N", "P"), ("A", "P"))
     targets: tuple[Target, ...] = ()
     notes: tuple[str, ...] = ()
@@ -86,14 +90,14 @@ class CaseResult:
         return Ratio(numerator, denominator, statistics.median(values), min(values), max(values))
 
 
-async def _timed(case: Case, key: str, n: int) -> float:
+async def _timed(case: Case, key: str, n: int) -> tuple[float, float]:
+    """Seconds taken and operations done by `n` operations of variant `key`."""
     if case.setup is not None:
         await case.setup()
     gc.collect()
     started = time.perf_counter()
     done = await case.runners[key](n)
-    elapsed = time.perf_counter() - started
-    return elapsed / (done if done is not None else n)
+    return time.perf_counter() - started, float(done if done is not None else n)
 
 
 async def run_case(case: Case, rounds: int, rng: random.Random) -> CaseResult:
@@ -105,9 +109,19 @@ async def run_case(case: Case, rounds: int, rng: random.Random) -> CaseResult:
     seconds: dict[str, list[float]] = {key: [] for key in case.runners}
     if case.max_rounds is not None:
         rounds = min(rounds, case.max_rounds)
+    slices = max(1, min(case.interleave, case.ops))
     for _ in range(rounds):
-        order = list(case.runners)
-        rng.shuffle(order)
-        for key in order:
-            seconds[key].append(await _timed(case, key, case.ops))
+        elapsed = dict.fromkeys(case.runners, 0.0)
+        done = dict.fromkeys(case.runners, 0.0)
+        for index in range(slices):
+            order = list(case.runners)
+            rng.shuffle(order)
+            for key in order:
+                # The slices add up to `ops` operations exactly.
+                n = case.ops * (index + 1) // slices - case.ops * index // slices
+                spent, ops = await _timed(case, key, n)
+                elapsed[key] += spent
+                done[key] += ops
+        for key in case.runners:
+            seconds[key].append(elapsed[key] / done[key])
     return CaseResult(case, seconds)
