@@ -283,10 +283,7 @@ class Cache(_Operations, Service):
     def client(self) -> Redis:
         """The ``redis.asyncio`` client; raises `ServiceStateError` unless started."""
         if self._client is None:
-            raise ServiceStateError(
-                f"Cache is {self._state.value}: call `await cache.start()` first "
-                "(FastAPI does it when the app's lifespan includes `cache.lifespan`)"
-            )
+            raise self._not_started()
         return self._client
 
     @contextmanager

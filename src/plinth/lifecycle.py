@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from plinth.errors import PlinthError
+from plinth.errors import PlinthError, ServiceStateError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -57,6 +57,14 @@ class Service:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
+
+    def _not_started(self) -> ServiceStateError:
+        """The error for using what only a started service has."""
+        name = type(self).__name__
+        return ServiceStateError(
+            f"{name} is {self._state.value}: call `await {name.lower()}.start()` first "
+            f"(FastAPI does it when the app's lifespan includes `{name.lower()}.lifespan`)"
+        )
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()

@@ -210,10 +210,7 @@ class Storage(Service):
     def client(self) -> Any:
         """The aiobotocore S3 client; raises `ServiceStateError` unless started."""
         if self._client is None:
-            raise ServiceStateError(
-                f"Storage is {self._state.value}: call `await storage.start()` first "
-                "(FastAPI does it when the app's lifespan includes `storage.lifespan`)"
-            )
+            raise self._not_started()
         return self._client
 
     @contextmanager
