@@ -241,7 +241,7 @@ def _redacted(argv: Sequence[str]) -> list[str]:
     for i, arg in enumerate(argv):
         previous = argv[i - 1] if i else ""
         if previous == "--url" or arg.startswith("--url="):
-            from plinth.settings import redact
+            from plinth.db.settings import redact
 
             value = arg.removeprefix("--url=")
             out.append(("--url=" if arg.startswith("--url=") else "") + redact(make_url(value)))

@@ -9,7 +9,7 @@ differ only in how the test is isolated:
 - **B**: the test's `AsyncSession` joined to a bare transaction on a pooled
   connection, rolled back (``BEGIN ... ROLLBACK``, no savepoint);
 - **P**: Plinth's pytest plugin, the sequence of its ``db_connection`` and
-  ``db_session`` fixtures (``src/plinth/testing.py``): an outer transaction on
+  ``db_session`` fixtures (``src/plinth/testing/plugin.py``): an outer transaction on
   a pooled connection, the app's `Database` bound to it, an `AsyncSession`
   joining it through a savepoint, the outer transaction rolled back;
 - **C**: ``metadata.create_all`` before and ``drop_all`` after each test;
@@ -30,7 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from benchmarks.harness import Case, Runner, Target
 from plinth import DatabaseSettings
-from plinth.engine import engine_arguments
+from plinth.db.engine import engine_arguments
 from plinth.project import AppSpec, find_app
 
 __all__ = ["IsolationBench", "isolation_bench"]

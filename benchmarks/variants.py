@@ -357,8 +357,8 @@ class Plinth(Variant):
 
     def __init__(self, url: str) -> None:
         from plinth import Database, DatabaseSettings, exception_handlers
-        from plinth.pagination import encode_cursor
         from plinth.repository import Repository
+        from plinth.repository.pagination import encode_cursor
 
         class ItemRepository(Repository[Item]):
             pass

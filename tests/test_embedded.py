@@ -24,13 +24,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from plinth import embedded
 from plinth.embedded import EmbeddedServer, embedded_data_dir, start_embedded
+from plinth.embedded import postgres as embedded
 from plinth.errors import EmbeddedServerError
 
 ENV = "PLINTH_EMBEDDED_DIR"
 IS_ROOT = os.geteuid() == 0
-SRC = Path(embedded.__file__).resolve().parents[1]
+SRC = Path(embedded.__file__).resolve().parents[2]
 root_only = pytest.mark.skipif(not IS_ROOT, reason="exercises the root recipe")
 
 
@@ -416,8 +416,8 @@ def test_non_root_user_runs_the_wheel_binaries() -> None:
         package = home / "lib" / "plinth"
         package.mkdir(parents=True)
         (package / "__init__.py").touch()
-        for name in ("embedded.py", "_embedded_root.py", "errors.py"):
-            shutil.copy(SRC / "plinth" / name, package / name)
+        shutil.copy(SRC / "plinth" / "errors.py", package / "errors.py")
+        shutil.copytree(SRC / "plinth" / "embedded", package / "embedded")
         project = home / "project"
         os.chown(project, nobody.pw_uid, nobody.pw_gid)
         env = {k: v for k, v in os.environ.items() if k != ENV}

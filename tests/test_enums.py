@@ -11,8 +11,9 @@ from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from typer.testing import CliRunner
 
-from plinth import drift, migrations
+from plinth import migrations
 from plinth.cli import cli
+from plinth.migrations import schema_diff as drift
 from plinth.project import find_app
 
 KIT_ENUM = Path(__file__).parent / "fixtures" / "migration_apps" / "kit_enum"

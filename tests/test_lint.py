@@ -1,11 +1,11 @@
-"""`plinth.lint` on fixture migrations: squawk's findings, mapped back to revisions."""
+"""`plinth.migrations.lint` on fixture migrations: squawk's findings, mapped back to revisions."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from plinth.lint import lint, split_statements
-from plinth.migration_guard import MigrationSettings
+from plinth.migrations.guard import MigrationSettings
+from plinth.migrations.lint import lint, split_statements
 from plinth.project import find_app
 
 APPS = Path(__file__).parent / "fixtures" / "migration_apps"

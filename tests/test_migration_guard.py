@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from plinth import migrations
 from plinth.errors import ConfigurationError, MigrationError
-from plinth.migration_guard import MigrationSettings
+from plinth.migrations.guard import MigrationSettings
 from plinth.project import find_app
 
 APPS = Path(__file__).parent / "fixtures" / "migration_apps"

@@ -21,7 +21,7 @@ from plinth import (
     migrations,
     readiness,
 )
-from plinth.engine import engine_arguments
+from plinth.db.engine import engine_arguments
 from plinth.errors import translate_dbapi_error
 
 pytest_plugins = ["pytester"]

@@ -48,7 +48,7 @@ from plinth import (
     ddl,
     exception_handlers,
 )
-from plinth.pagination import OrderBy
+from plinth.repository.pagination import OrderBy
 from plinth.testing import create_database, drop_database
 
 
@@ -629,7 +629,7 @@ async def test_get_in_an_empty_session_is_one_select_then_the_identity_map(
 
 
 async def test_joined_relationships_make_results_unique(session: AsyncSession) -> None:
-    from plinth.repository import joins_eagerly
+    from plinth.repository.mapping import joins_eagerly
 
     class Local(DeclarativeBase):
         pass

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from plinth.security import inspect_connection
+from plinth.db.security import inspect_connection
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from plinth import Database, DatabaseSettings
-from plinth.session import is_plain_select, lean_reads_enabled
+from plinth.db.lean_reads import is_plain_select, lean_reads_enabled
 
 
 class Base(DeclarativeBase):

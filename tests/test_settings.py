@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from plinth import ConfigurationError, DatabaseSettings
-from plinth.engine import engine_arguments
+from plinth.db.engine import engine_arguments
 
 SECRET = "s3cr3t-pa55"
 
@@ -147,7 +147,7 @@ def test_pool_settings_reach_the_engine() -> None:
 
 def test_every_settings_class_names_its_variables_the_same_way() -> None:
     from plinth.cache import CacheSettings
-    from plinth.migration_guard import MigrationSettings
+    from plinth.migrations.guard import MigrationSettings
     from plinth.storage import StorageSettings
 
     assert DatabaseSettings.variable("pool_size") == "DB_POOL_SIZE"

@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import text
 
 from plinth import Database, DatabaseSettings, DatabaseUnavailableError
-from plinth.security import inspect_connection
+from plinth.db.security import inspect_connection
 from plinth.testing import local_server_url
 
 BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin"))

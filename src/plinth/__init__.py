@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from plinth import ddl as ddl
 from plinth import migrations as migrations
-from plinth.engine import Database as Database
-from plinth.engine import Ping as Ping
+from plinth.db.database import Database as Database
+from plinth.db.settings import DatabaseSettings as DatabaseSettings
 from plinth.errors import CacheUnavailableError as CacheUnavailableError
 from plinth.errors import ConfigurationError as ConfigurationError
 from plinth.errors import Conflict as Conflict
@@ -26,13 +26,13 @@ from plinth.errors import NotFound as NotFound
 from plinth.errors import PlinthError as PlinthError
 from plinth.errors import ServiceStateError as ServiceStateError
 from plinth.errors import StorageUnavailableError as StorageUnavailableError
-from plinth.handlers import exception_handlers as exception_handlers
-from plinth.health import health_router as health_router
-from plinth.health import readiness as readiness
-from plinth.migration_guard import MigrationSettings as MigrationSettings
-from plinth.pagination import Page as Page
-from plinth.repository import Repository as Repository
-from plinth.settings import DatabaseSettings as DatabaseSettings
+from plinth.lifecycle import Ping as Ping
+from plinth.migrations.guard import MigrationSettings as MigrationSettings
+from plinth.repository.base import Repository as Repository
+from plinth.repository.pagination import Page as Page
+from plinth.web.handlers import exception_handlers as exception_handlers
+from plinth.web.health import health_router as health_router
+from plinth.web.health import readiness as readiness
 
 __all__ = [
     "Cache",

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy import MetaData
 
-    from plinth.embedded import EmbeddedServer
-    from plinth.engine import Database
-    from plinth.settings import DatabaseSettings
+    from plinth.db.database import Database
+    from plinth.db.settings import DatabaseSettings
+    from plinth.embedded.postgres import EmbeddedServer
 
 __all__ = ["AppSpec", "find_app", "resolve_database_url"]
 
@@ -129,7 +129,7 @@ def resolve_database_url(settings: DatabaseSettings, project: Path) -> Iterator[
 
 def start_announced(project: Path) -> EmbeddedServer:
     """Start (or reuse) the embedded server and say so on stderr."""
-    from plinth.embedded import start_embedded
+    from plinth.embedded.postgres import start_embedded
 
     server = start_embedded(project)
     verb = "Started" if server.started_here else "Reusing"

@@ -1,82 +1,23 @@
-"""Database settings, read from the environment and `.env`.
+"""The base of every Plinth settings class: environment, `.env`, one-line errors.
 
-One `BaseSettings` class for the database concern. The URL is parsed once,
-here, into a SQLAlchemy `URL` whose `repr` masks the password, and every
-error this module raises names the variable, never its value.
+Each concern declares its own `PlinthSettings` subclass beside its code
+(`plinth.db.settings`, `plinth.cache`, `plinth.storage`, ...); this module
+only holds what they share: reading, and errors that name the variable and
+never echo its value.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import AliasChoices, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from plinth.errors import ConfigurationError
 
-__all__ = ["AppEnv", "DatabaseSettings", "PlinthSettings", "parse_database_url", "redact"]
+__all__ = ["AppEnv", "PlinthSettings"]
 
 AppEnv = Literal["development", "test", "production"]
-
-DRIVERS = {
-    "postgres": "postgresql+asyncpg",
-    "postgresql": "postgresql+asyncpg",
-    "postgresql+asyncpg": "postgresql+asyncpg",
-    "postgresql+psycopg": "postgresql+psycopg",
-    "postgresql+psycopg_async": "postgresql+psycopg",
-}
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-ENCRYPTED_SSL_MODES = ("require", "verify-ca", "verify-full")
-
-
-def redact(url: URL) -> str:
-    """Render a URL for messages and logs, with the password as ``***``."""
-    return url.render_as_string(hide_password=True)
-
-
-def parse_database_url(value: Any) -> URL | None:
-    """Parse a database URL into an async-driver `URL`.
-
-    ``postgres://`` and ``postgresql://`` mean asyncpg; ``postgresql+psycopg://``
-    means psycopg 3 in async mode. The SSL spelling is normalised to libpq's
-    ``sslmode`` here; `plinth.engine` translates it for the chosen driver.
-    """
-    if value is None or isinstance(value, URL):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a string such as postgresql+asyncpg://user:pass@host:5432/db")
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        url = make_url(text)
-    except ArgumentError:
-        raise ValueError(
-            "is not a URL; expected postgresql+asyncpg://user:password@host:5432/dbname"
-        ) from None
-    driver = DRIVERS.get(url.drivername)
-    if driver is None:
-        choices = ", ".join(f"{scheme}://" for scheme in DRIVERS)
-        hint = " (a sync driver; use postgresql+psycopg://)" if "psycopg2" in url.drivername else ""
-        raise ValueError(f"has scheme {url.drivername + '://'!r}{hint}; valid: {choices}")
-    url = url.set(drivername=driver)
-    query = dict(url.query)
-    ssl = query.pop("ssl", None)
-    if ssl is not None and "sslmode" not in query:
-        # asyncpg's own spelling; `ssl=true` is the common JDBC-style variant.
-        mode = {"true": "require", "1": "require", "false": "disable", "0": "disable"}.get(
-            str(ssl).lower(), str(ssl)
-        )
-        query["sslmode"] = mode
-    sslmode = query.get("sslmode")
-    if sslmode is not None and sslmode not in SSL_MODES:
-        raise ValueError(f"has sslmode={sslmode!r}; valid: {', '.join(SSL_MODES)}")
-    return url.set(query=query)
-
-
-DatabaseURL = Annotated[URL | None, BeforeValidator(parse_database_url)]
 
 
 class PlinthSettings(BaseSettings):
@@ -122,81 +63,3 @@ class PlinthSettings(BaseSettings):
             else:
                 problems.append(message)  # a check across fields names its variables itself
         return "; ".join(problems)
-
-
-class DatabaseSettings(PlinthSettings):
-    """How to reach PostgreSQL and how to pool connections.
-
-    Every field is read from the environment (or `.env`); the pool fields use
-    the ``DB_`` prefix, e.g. ``DB_POOL_SIZE=10``.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="DB_", arbitrary_types_allowed=True)
-
-    database_url: DatabaseURL = Field(default=None, validation_alias="DATABASE_URL")
-    """``DATABASE_URL``. Unset outside production means: use the embedded PostgreSQL."""
-
-    app_env: AppEnv = Field(default="development", validation_alias="APP_ENV")
-    """``APP_ENV``: development, test or production. Production requires an SSL URL."""
-
-    pool_size: int = Field(default=5, ge=1)
-    """Connections kept open. 5 for development; see the README for sizing."""
-
-    max_overflow: int = Field(default=10, ge=0)
-    """Extra connections opened under load and closed when returned."""
-
-    pool_timeout: float = Field(default=30.0, gt=0)
-    """Seconds to wait for a free connection before failing."""
-
-    pool_recycle: int = Field(default=1800, ge=-1)
-    """Seconds after which a connection is replaced (proxies drop idle ones)."""
-
-    pool_pre_ping: bool = False
-    """Ping each connection on checkout. Off by default: it costs a round trip
-    per request, and SQLAlchemy already invalidates the pool on a disconnect."""
-
-    connect_timeout: float = Field(default=10.0, gt=0)
-    """Seconds allowed for one connection attempt."""
-
-    connect_retries: int = Field(default=3, ge=0)
-    """Retries at start-up when the server cannot be reached."""
-
-    retry_delay: float = Field(default=1.0, ge=0)
-    """First retry delay in seconds; it doubles each time (1 s, 2 s, 4 s)."""
-
-    statement_timeout: int | None = Field(default=None, ge=0)
-    """Milliseconds after which the server cancels a statement (unset: no limit)."""
-
-    application_name: str = "plinth"
-    """Shown in ``pg_stat_activity``."""
-
-    driver: Literal["asyncpg", "psycopg"] | None = None
-    """``DB_DRIVER``: the async driver for every URL, the embedded server's too.
-    Unset: the URL's scheme decides (``postgresql://`` means asyncpg)."""
-
-    engine_options: dict[str, Any] = Field(default_factory=dict)
-    """Rarely needed extra `create_async_engine` arguments, as JSON."""
-
-    @model_validator(mode="after")
-    def _production_needs_ssl(self) -> DatabaseSettings:
-        if self.app_env != "production":
-            return self
-        if self.database_url is None:
-            raise ValueError("DATABASE_URL is required when APP_ENV=production")
-        if self.database_url.query.get("sslmode") not in ENCRYPTED_SSL_MODES:
-            raise ValueError(
-                "DATABASE_URL must use SSL when APP_ENV=production: "
-                "add ?sslmode=require (or verify-full with sslrootcert=...)"
-            )
-        return self
-
-    def with_driver(self, url: URL) -> URL:
-        """`url` switched to `driver`, when one is set."""
-        return url if self.driver is None else url.set(drivername=f"postgresql+{self.driver}")
-
-    def redacted_url(self) -> str:
-        """The URL in use (its driver too), for messages and logs, or
-        ``'<embedded>'`` when unset."""
-        if self.database_url is None:
-            return "<embedded>"
-        return redact(self.with_driver(self.database_url))

@@ -13,7 +13,7 @@ from mailagent.api import get_database
 from mailagent.db import MailAgentDatabaseSettings, database
 from mailagent.main import app
 from plinth import Database
-from plinth.engine import engine_arguments
+from plinth.db.engine import engine_arguments
 from plinth.testing import CuttableProxy
 
 PASSWORD = "hunter2-db-password"

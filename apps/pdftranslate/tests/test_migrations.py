@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from plinth import kit, migrations
+from plinth import migrations
+from plinth.migrations import kit
 from plinth.project import AppSpec
 
 TABLES = {"users", "translations", "document_blocks", "glossaries"}

@@ -6,28 +6,19 @@ to the data directory ``postgres18/`` live ``postgres18.lock`` (an ``flock``
 held around init, start and stop, so concurrent callers share one server),
 ``postgres18.users`` (see below), ``postgres18.json`` (the last port),
 ``server.log`` and the Unix socket. As root, the server runs as a system user
-from a copy of the binaries: see ``plinth._embedded_root``.
+from a copy of the binaries: see `plinth.embedded._root`.
 
-Several processes share one server (two test runs, tests while ``plinth
-serve`` runs), so the server belongs to no single process. Each process that
-starts or reuses it holds a shared ``flock`` on ``postgres18.users``;
-`EmbeddedServer.release` drops that hold and stops the server only if an
-exclusive lock can then be had, that is when no other process holds one. The
-kernel drops the locks of a process that dies, so a crashed user never keeps
-the server alive. A starter takes its hold before it looks for a running
-server, so a release that is stopping the server makes it wait, and it then
-starts a fresh one.
+Several processes share one server, counted by `plinth.embedded.sharing`
+through ``postgres18.users``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import importlib.util
-import itertools
 import json
 import os
 import shlex
@@ -35,14 +26,15 @@ import shutil
 import socket
 import struct
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from plinth import _embedded_root as _root
+from plinth.embedded import _root, sharing
+from plinth.embedded.ports import HOST as _HOST
+from plinth.embedded.ports import free_port, pick_port
 from plinth.errors import EmbeddedServerError
 
 __all__ = ["EmbeddedServer", "embedded_data_dir", "start_embedded"]
@@ -50,7 +42,6 @@ __all__ = ["EmbeddedServer", "embedded_data_dir", "start_embedded"]
 _ENV_DIR = "PLINTH_EMBEDDED_DIR"
 _DATA_NAME = "postgres18"
 _ROOT_HOME = Path("/var/lib/plinth")
-_HOST = "127.0.0.1"
 _SOCKET_PATH_MAX = 107
 _SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 _WAIT_SECONDS = 30.0
@@ -82,23 +73,9 @@ class EmbeddedServer:
         Returns True when no other user was left, so the server is now
         stopped, and False when it was left running. Releasing twice is harmless.
         """
-        with _holds_lock:
-            if not _drop_hold(self.data_dir, self.handle):
-                return False  # another caller in this process still uses it
-            try:
-                fd = os.open(_users_file(self.data_dir), _USERS_FLAGS, 0o644)
-            except FileNotFoundError:
-                return True  # the directory is gone, and any server with it
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return False
-                with _locked(self.data_dir.parent / f"{_DATA_NAME}.lock"):
-                    self.stop()
-                return True
-            finally:
-                os.close(fd)
+        return sharing.release(
+            _users_file(self.data_dir), self.handle, _lock_file(self.data_dir), self.stop
+        )
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) now, whoever still uses it."""
@@ -137,12 +114,11 @@ def start_embedded(project_dir: Path, *, port: int | None = None) -> EmbeddedSer
     data_dir = embedded_data_dir(project_dir)
     uid, gid = _root.server_ids()
     _prepare_parent(data_dir.parent, uid, gid)
-    handle = _take_hold(data_dir)
+    handle = sharing.take_hold(_users_file(data_dir))
     try:
         server = _start_or_reuse(data_dir, port, uid, gid)
     except BaseException:
-        with _holds_lock:
-            _drop_hold(data_dir, handle)
+        sharing.forget(_users_file(data_dir), handle)
         raise
     return dataclasses.replace(server, handle=handle)
 
@@ -159,7 +135,7 @@ def _start_or_reuse(data_dir: Path, port: int | None, uid: int, gid: int) -> Emb
     running = _ready_port(data_dir)
     if running is not None:
         return _reused(data_dir, running)
-    with _locked(data_dir.parent / f"{_DATA_NAME}.lock"):
+    with sharing.locked(_lock_file(data_dir)):
         running = _wait_for_running(data_dir)
         if running is not None:
             return _reused(data_dir, running)
@@ -177,77 +153,12 @@ def _reused(data_dir: Path, port: int) -> EmbeddedServer:
     return EmbeddedServer(data_dir, port, version or _version(), started_here=False)
 
 
-@dataclass
-class _Hold:
-    fd: int
-    handles: set[int]
-
-
-# One shared flock per data directory and process, however many callers use
-# the server; the frozen EmbeddedServer cannot carry the descriptor itself.
-_holds: dict[Path, _Hold] = {}
-_holds_lock = threading.Lock()
-_handles = itertools.count(1)
-# Read-only suffices for flock and opens a file another user created.
-_USERS_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC
-
-
 def _users_file(data_dir: Path) -> Path:
     return data_dir.parent / f"{_DATA_NAME}.users"
 
 
-def _take_hold(data_dir: Path) -> int:
-    """Count a new caller of this process as a user of the server."""
-    users = _users_file(data_dir)
-    with _holds_lock:
-        hold = _holds.get(data_dir)
-        if hold is not None and not _same_file(hold.fd, users):
-            # The directory was deleted and made anew: the old lock guards nothing.
-            os.close(_holds.pop(data_dir).fd)
-            hold = None
-        if hold is None:
-            fd = os.open(users, _USERS_FLAGS, 0o644)
-            try:
-                # Blocks while another process's release is stopping the server.
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            except BaseException:
-                os.close(fd)
-                raise
-            hold = _holds[data_dir] = _Hold(fd, set())
-        handle = next(_handles)
-        hold.handles.add(handle)
-        return handle
-
-
-def _drop_hold(data_dir: Path, handle: int) -> bool:
-    """Forget ``handle``; False while other callers of this process hold on."""
-    hold = _holds.get(data_dir)
-    if hold is None:
-        return True
-    hold.handles.discard(handle)
-    if hold.handles:
-        return False
-    os.close(_holds.pop(data_dir).fd)
-    return True
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (held.st_dev, held.st_ino) == (st.st_dev, st.st_ino)
-
-
-def _reset_after_fork() -> None:
-    # A forked child keeps the descriptors (and so counts as a user while it
-    # lives), but a lock some other thread held at the fork would never be freed.
-    global _holds_lock
-    _holds_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
+def _lock_file(data_dir: Path) -> Path:
+    return data_dir.parent / f"{_DATA_NAME}.lock"
 
 
 def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> EmbeddedServer:
@@ -258,7 +169,7 @@ def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> Embedde
         # pg_ctl opens the log as the server user, who may not own the parent.
         log.touch()
         os.chown(log, uid, -1)
-    chosen = port if port is not None else _pick_port(_read_state(state_file)[0])
+    chosen = port if port is not None else pick_port(_read_state(state_file)[0])
     for attempt in range(5):
         sock_dir = str(parent if parent.stat().st_uid == uid else data_dir)
         if len(sock_dir) + len(f"/.s.PGSQL.{chosen}") > _SOCKET_PATH_MAX:
@@ -280,7 +191,7 @@ def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> Embedde
             time.sleep(0.2)
             continue
         if attempt < 4 and port is None and "Address already in use" in new_lines:
-            chosen = _free_port()
+            chosen = free_port()
             continue
         break
     tail = "\n".join(_read_from(log, 0).splitlines()[-20:])
@@ -454,29 +365,6 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _pick_port(recorded: int | None) -> int:
-    if recorded is not None and _port_free(recorded):
-        return recorded
-    return _free_port()
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((_HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def _read_state(state_file: Path) -> tuple[int | None, str | None]:
     """The port and version recorded by the last start, where valid."""
     try:
@@ -490,16 +378,6 @@ def _read_state(state_file: Path) -> tuple[int | None, str | None]:
         port if isinstance(port, int) and 0 < port < 65536 else None,
         version if isinstance(version, str) else None,
     )
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:

@@ -14,9 +14,9 @@ from sqlalchemy import URL, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from plinth.engine import engine_arguments
+from plinth.db.engine import engine_arguments
+from plinth.db.settings import DatabaseSettings, redact
 from plinth.errors import ConfigurationError, DatabaseUnavailableError
-from plinth.settings import DatabaseSettings, redact
 
 __all__ = ["create_database", "drop_database", "scratch_database", "small_engine"]
 

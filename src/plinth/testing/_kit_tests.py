@@ -1,4 +1,4 @@
-"""The migration kit's tests; `plinth.migration_kit` collects them per app."""
+"""The migration kit's tests; `plinth.testing.migration_kit` collects them per app."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import URL
 
-from plinth import kit
+from plinth.migrations import kit
 from plinth.project import AppSpec
 
 __all__ = ["TestMigrationKit"]
@@ -34,7 +34,7 @@ async def _check(work: Awaitable[None]) -> None:
 
 
 class TestMigrationKit:
-    """Plinth's checks of the app's migrations (see `plinth.kit`)."""
+    """Plinth's checks of the app's migrations (see `plinth.migrations.kit`)."""
 
     def test_single_head(self, plinth_app: AppSpec) -> None:
         with _reported():

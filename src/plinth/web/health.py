@@ -17,9 +17,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from plinth.engine import Database
+from plinth.db.database import Database
 from plinth.errors import DatabaseStateError, DatabaseUnavailableError
-from plinth.migrations import heads
+from plinth.migrations.config import heads
 
 __all__ = ["health_router", "readiness"]
 

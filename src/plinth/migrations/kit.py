@@ -1,18 +1,18 @@
 """The migration kit's checks, each on its own scratch database.
 
-Plain async functions, so that the pytest plugin (`plinth.migration_kit`)
+Plain async functions, so that the pytest plugin (`plinth.testing.migration_kit`)
 and ``plinth db check`` run the same code. Each raises `KitFailure` (an
 `AssertionError`) with a message that says what to fix:
 
 1. `single_head` — one head revision (two mean an unmerged branch);
 2. `upgrade_from_empty` — base to head on an empty database;
-3. `models_match` — `plinth.drift.compare` finds nothing;
+3. `models_match` — `plinth.migrations.schema_diff.compare` finds nothing;
 4. `stairway` — for every revision: upgrade, downgrade, upgrade again;
 5. `no_trace` — the schema after upgrade + downgrade equals the one before;
 6. `data_survives` — the app's hooks seed rows before a revision and check
    them after it (see `DataHook`).
 
-Migrations run through `plinth.migrations`, under the same lock, timeouts and
+Migrations run through `plinth.migrations.runner`, under the same lock, timeouts and
 per-revision transactions as ``plinth db upgrade``.
 """
 
@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING
 
 from alembic.script import Script
 
-from plinth import drift, migrations, snapshot
+from plinth.db.scratch import scratch_database
 from plinth.errors import MigrationError
-from plinth.migration_guard import load_scripts
-from plinth.scratch import scratch_database
+from plinth.migrations import config, runner, schema_diff, snapshot
 
 if TYPE_CHECKING:
     from sqlalchemy import URL, MetaData
@@ -69,7 +68,7 @@ class Step:
 
 def revisions(migrations_dir: Path) -> list[Step]:
     """The revisions from base to head, in the order an upgrade applies them."""
-    script = load_scripts(migrations_dir)
+    script = config.load_scripts(migrations_dir)
     steps = []
     for revision in reversed(list(script.walk_revisions("base", "heads"))):
         steps.append(Step(revision.revision, _down(revision), _label(revision)))
@@ -91,14 +90,14 @@ def _label(revision: Script) -> str:
 
 def single_head(migrations_dir: Path) -> str:
     """The single head; `KitFailure` if there are several (or none)."""
-    heads = migrations.heads(migrations_dir)
-    if len(heads) != 1:
+    found = config.heads(migrations_dir)
+    if len(found) != 1:
         raise KitFailure(
-            f"expected one head revision, found {len(heads)}: {', '.join(heads) or 'none'}. "
+            f"expected one head revision, found {len(found)}: {', '.join(found) or 'none'}. "
             "Two heads mean two branches of migrations: merge them with "
             "`alembic merge heads` (or rebase one revision's down_revision onto the other)."
         )
-    return heads[0]
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -116,13 +115,13 @@ class _Runner:
         target = step.revision if step is not None else "heads"
         await self._guard(
             doing or f"upgrading to {target}",
-            migrations.upgrade(self.connection, self.migrations_dir, target),
+            runner.upgrade(self.connection, self.migrations_dir, target),
         )
 
     async def down(self, step: Step) -> None:
         await self._guard(
             f"downgrading {step.revision} to {step.down}",
-            migrations.downgrade(self.connection, self.migrations_dir, step.down),
+            runner.downgrade(self.connection, self.migrations_dir, step.down),
         )
 
 
@@ -130,14 +129,14 @@ async def upgrade_from_empty(server: URL, migrations_dir: Path) -> None:
     """Upgrade an empty database from base to head."""
     async with scratch_database(server, "kit_up") as engine, engine.connect() as connection:
         await _Runner(connection, migrations_dir).up(doing="upgrading an empty database to head")
-        at = await migrations.current(connection)
-        heads = migrations.heads(migrations_dir)
-        if set(at) != set(heads):
-            raise KitFailure(f"after upgrading to head the database is at {at}, not {heads}")
+        at = await runner.current(connection)
+        head = config.heads(migrations_dir)
+        if set(at) != set(head):
+            raise KitFailure(f"after upgrading to head the database is at {at}, not {head}")
 
 
-async def schema_drift(server: URL, migrations_dir: Path, metadata: MetaData) -> drift.Drift:
-    """`plinth.drift.compare` on two scratch databases: migrated to head, and empty."""
+async def schema_drift(server: URL, migrations_dir: Path, metadata: MetaData) -> schema_diff.Drift:
+    """`schema_diff.compare` on two scratch databases: migrated to head, and empty."""
     async with (
         scratch_database(server, "kit_migrated") as migrated_engine,
         scratch_database(server, "kit_models") as models_engine,
@@ -145,7 +144,7 @@ async def schema_drift(server: URL, migrations_dir: Path, metadata: MetaData) ->
         models_engine.connect() as empty,
     ):
         await _Runner(migrated, migrations_dir).up(doing="upgrading an empty database to head")
-        return await drift.compare(migrated, empty, metadata)
+        return await schema_diff.compare(migrated, empty, metadata)
 
 
 async def models_match(server: URL, migrations_dir: Path, metadata: MetaData) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,13 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from plinth.errors import MigrationError, PlinthError
+from plinth.migrations.config import load_scripts
 from plinth.settings import PlinthSettings
 
 if TYPE_CHECKING:
@@ -47,7 +46,6 @@ __all__ = [
     "apply_timeouts",
     "explain",
     "guarded",
-    "load_scripts",
 ]
 
 LOCK_NOT_AVAILABLE = "55P03"
@@ -164,26 +162,6 @@ def _reason(cause: BaseException, settings: MigrationSettings, blockers: list[Bl
             )
         return first
     return f"{type(cause).__name__}: {cause}".rstrip(": ")
-
-
-def load_scripts(migrations: Path) -> ScriptDirectory:
-    """The app's revisions, checked: a missing file or a mistyped ``down_revision``
-    is a one-line `MigrationError` (Alembic warns, then fails with a bare KeyError)."""
-    from plinth.migrations import alembic_config
-
-    script = ScriptDirectory.from_config(alembic_config(migrations))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            script.get_heads()
-        except Exception as exc:
-            problems = [str(w.message).strip() for w in caught] or [f"{type(exc).__name__}: {exc}"]
-            raise MigrationError(
-                f"the revision history in {str(migrations / 'versions')!r} is broken: "
-                f"{'; '.join(problems)} (a revision file is missing, or a down_revision is "
-                "mistyped)"
-            ) from exc
-    return script
 
 
 def _position(sync_connection: Connection) -> tuple[str, ...]:

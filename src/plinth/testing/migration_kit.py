@@ -1,6 +1,7 @@
 """The migration kit, run for every app without a line of code in the app.
 
-A pytest plugin (entry point ``plinth_migrations``). Wherever pytest finds
+A pytest plugin (entry point ``plinth_migrations``), apart from the plugin of
+`plinth.testing.plugin` so that it can be switched off alone. Wherever pytest finds
 ``<app>/tests/conftest.py`` and ``<app>`` is a Plinth app (a package with
 ``main.py`` and ``migrations/env.py``), it adds the kit's tests next to it::
 
@@ -40,7 +41,7 @@ from types import ModuleType
 
 import pytest
 
-from plinth.kit import DataHook
+from plinth.migrations.kit import DataHook
 
 __all__ = ["MARKER", "MigrationKit", "is_plinth_app", "plinth_migration_data"]
 
@@ -83,7 +84,7 @@ class MigrationKit(pytest.Module):
     """The kit's tests, collected beside an app's conftest.py (and its fixtures)."""
 
     def _getobj(self) -> ModuleType:
-        return importlib.import_module("plinth._kit_tests")
+        return importlib.import_module("plinth.testing._kit_tests")
 
 
 @pytest.fixture

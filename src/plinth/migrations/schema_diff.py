@@ -7,7 +7,7 @@
    ``plinth db revision`` would write.
 2. The catalogs: ``metadata.create_all`` builds the models in an empty
    database, with every object Plinth's DDL helpers attach (extensions,
-   functions, triggers; see `plinth.ddl`), and `plinth.snapshot` compares it
+   functions, triggers; see `plinth.ddl`), and `plinth.migrations.snapshot` compares it
    with the migrated one. This catches what autogenerate cannot see: check
    constraints, triggers, functions, extensions, enum label order, and any
    definition PostgreSQL normalises differently.
@@ -22,11 +22,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import alembic_postgresql_enum  # noqa: F401  (registers enum comparison and operations)
 from alembic.autogenerate import produce_migrations, render_python_code
 from alembic.runtime.migration import MigrationContext
 
-from plinth import snapshot
+from plinth.migrations import snapshot
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, MetaData

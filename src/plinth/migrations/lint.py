@@ -7,7 +7,7 @@ CONCURRENTLY, a NOT NULL column without a default, a column type change, a
 foreign key or check validated under lock (no NOT VALID), renames and drops,
 no ``lock_timeout``, and squawk's other lock rules. The SQL is checked as
 ``plinth db upgrade`` runs it, after the session's ``SET lock_timeout`` (see
-`plinth.migration_guard`), so ``require-lock-timeout`` fires only when that
+`plinth.migrations.guard`), so ``require-lock-timeout`` fires only when that
 is switched off.
 
 Statements on a table created in the same revision are exempt: nobody else
@@ -37,8 +37,8 @@ from alembic.script import Script
 from alembic.util.exc import CommandError
 
 from plinth.errors import ConfigurationError, MigrationError
-from plinth.migration_guard import MigrationSettings, load_scripts
-from plinth.migrations import alembic_config
+from plinth.migrations.config import alembic_config, load_scripts
+from plinth.migrations.guard import MigrationSettings
 
 __all__ = ["IGNORED", "SAFE_ALTERNATIVES", "Finding", "lint", "split_statements"]
 

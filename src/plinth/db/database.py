@@ -1,28 +1,24 @@
 """The `Database`: one object that owns the async engine and its sessions.
 
 Its lifecycle is explicit (new → started → closed) and misuse names the
-state. Start-up connects with retries and exponential backoff, because a
-container often starts before its database does; errors that no retry can
-fix (a wrong password, a missing database) fail at once.
-
-libpq spellings in the URL (``sslmode``, ``sslrootcert``, ...) are translated
-here for asyncpg, which rejects them as keyword arguments.
+state; the engine it builds comes from `plinth.db.engine`. Its unit of work
+(`transaction`, and `get_db` / `depends` for FastAPI) commits before the
+response is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends
-from sqlalchemy import URL, func, select, text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import URL, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -32,113 +28,23 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
-from plinth.errors import ConfigurationError, DatabaseStateError, DatabaseUnavailableError
-from plinth.lifecycle import (
-    Ping,
-    Service,
-    State,
-    elapsed_ms,
-    retry_with_backoff,
-    run_to_completion,
+from plinth.db.engine import (
+    check_production_connection,
+    connect_with_retries,
+    engine_arguments,
+    reason,
 )
-from plinth.session import enable_lean_reads
-from plinth.settings import DatabaseSettings, redact
+from plinth.db.lean_reads import enable_lean_reads
+from plinth.db.settings import DatabaseSettings, redact
+from plinth.errors import DatabaseStateError, DatabaseUnavailableError
+from plinth.lifecycle import Ping, Service, State, elapsed_ms, run_to_completion
 
 if TYPE_CHECKING:
-    from plinth.embedded import EmbeddedServer
+    from plinth.embedded.postgres import EmbeddedServer
 
-__all__ = ["Database", "Ping", "engine_arguments"]
+__all__ = ["Database"]
 
 logger = logging.getLogger("plinth")
-
-# Server answers that mean "try again later"; anything else with a SQLSTATE is final.
-_TRANSIENT_SQLSTATES = {"57P03", "53300", "08000", "08001", "08006", "57P01"}
-# The same conditions as libpq words them (57P03, 53300), for psycopg's SQLSTATE-less errors.
-_TRANSIENT_FATAL = ("database system is", "too many clients", "connection slots are reserved")
-
-
-def _ssl_context(query: Mapping[str, Any]) -> ssl.SSLContext | str:
-    mode = query["sslmode"]
-    if mode in ("disable", "allow", "prefer", "require") and "sslrootcert" not in query:
-        return str(mode)
-    context = ssl.create_default_context(cafile=query.get("sslrootcert"))
-    if mode in ("require", "verify-ca"):
-        context.check_hostname = False
-    if mode == "require" and "sslrootcert" not in query:
-        context.verify_mode = ssl.CERT_NONE
-    if "sslcert" in query:
-        context.load_cert_chain(query["sslcert"], query.get("sslkey"))
-    return context
-
-
-def engine_arguments(settings: DatabaseSettings, url: URL) -> tuple[URL, dict[str, Any]]:
-    """Return the URL and `create_async_engine` keyword arguments for `settings`.
-
-    Pure: builds no engine, so it is cheap to test for every driver.
-    """
-    url = settings.with_driver(url)
-    query = dict(url.query)
-    connect_args: dict[str, Any] = {}
-    if url.drivername == "postgresql+asyncpg":
-        ssl_keys = ("sslmode", "sslrootcert", "sslcert", "sslkey")
-        if "sslmode" in query:
-            connect_args["ssl"] = _ssl_context(query)
-        for key in ssl_keys:
-            query.pop(key, None)
-        server_settings = {"application_name": settings.application_name}
-        if settings.statement_timeout is not None:
-            server_settings["statement_timeout"] = str(settings.statement_timeout)
-        connect_args["server_settings"] = server_settings
-        connect_args["timeout"] = settings.connect_timeout
-    else:
-        # psycopg speaks libpq: sslmode and friends pass through untouched.
-        connect_args["application_name"] = settings.application_name
-        connect_args["connect_timeout"] = max(1, round(settings.connect_timeout))
-        if settings.statement_timeout is not None:
-            connect_args["options"] = f"-c statement_timeout={settings.statement_timeout}"
-    options: dict[str, Any] = {
-        "pool_size": settings.pool_size,
-        "max_overflow": settings.max_overflow,
-        "pool_timeout": settings.pool_timeout,
-        "pool_recycle": settings.pool_recycle,
-        "pool_pre_ping": settings.pool_pre_ping,
-        "connect_args": connect_args,
-    }
-    extra = dict(settings.engine_options)
-    connect_args.update(extra.pop("connect_args", {}))
-    options.update(extra)
-    return url.set(query=query), options
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | asyncio.TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        if sqlstate is not None:
-            return sqlstate in _TRANSIENT_SQLSTATES
-        if isinstance(exc, OperationalError) and not exc.connection_invalidated:
-            # libpq (psycopg) reports a failed connection attempt without a SQLSTATE;
-            # a refusal by the server itself ("FATAL: ...") is final unless it says "later".
-            message = str(exc.orig)
-            return "FATAL:" not in message or any(hint in message for hint in _TRANSIENT_FATAL)
-        return isinstance(exc, OperationalError | InterfaceError) and exc.connection_invalidated
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    """A one-line, credential-free reason for a connection failure."""
-    if isinstance(exc, DBAPIError):
-        exc = exc.orig or exc
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    # Driver messages name the user and database but never the password.
-    return message
 
 
 class Database(Service):
@@ -213,7 +119,7 @@ class Database(Service):
                 engine, self.settings.connect_retries, self.settings.retry_delay
             )
             if self.settings.app_env == "production":
-                await _check_production_connection(engine)
+                await check_production_connection(engine)
         except BaseException:
             await engine.dispose()
             raise
@@ -227,7 +133,7 @@ class Database(Service):
     async def _start_embedded(self) -> URL:
         from sqlalchemy.engine import make_url
 
-        from plinth.embedded import start_embedded
+        from plinth.embedded.postgres import start_embedded
 
         if self.settings.app_env == "production":  # pragma: no cover - settings forbid it
             raise DatabaseStateError("DATABASE_URL is required in production")
@@ -289,10 +195,10 @@ class Database(Service):
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout), self.sessionmaker() as session:
-                # A plain read: one round trip, no BEGIN/ROLLBACK (plinth.session).
+                # A plain read: one round trip, no BEGIN/ROLLBACK (plinth.db.lean_reads).
                 version = await session.scalar(select(func.current_setting("server_version")))
         except (TimeoutError, OSError, DBAPIError) as exc:
-            raise DatabaseUnavailableError(_reason(exc)) from exc
+            raise DatabaseUnavailableError(reason(exc)) from exc
         return Ping(elapsed_ms(started), str(version).split()[0])
 
 
@@ -301,40 +207,3 @@ def _commit_and_close(session: Session) -> None:
         session.commit()
     finally:
         session.close()
-
-
-async def _check_production_connection(engine: AsyncEngine) -> None:
-    from plinth.security import inspect_connection
-
-    async with engine.connect() as connection:
-        security = await inspect_connection(connection)
-    if not security.ssl:
-        raise ConfigurationError(
-            f"the connection to {redact(engine.url)} is not encrypted (pg_stat_ssl), although "
-            "APP_ENV=production requires SSL: check the server's ssl setting"
-        )
-    if security.excess_privileges:
-        logger.warning(
-            "role %r has %s; the app needs only SELECT/INSERT/UPDATE/DELETE on its tables",
-            security.role,
-            ", ".join(security.excess_privileges),
-        )
-
-
-async def connect_with_retries(engine: AsyncEngine, retries: int, delay: float) -> None:
-    """Open and close one connection, retrying transient failures with backoff."""
-
-    async def attempt() -> None:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-
-    await retry_with_backoff(
-        attempt,
-        retries=retries,
-        delay=delay,
-        target=redact(engine.url),
-        transient=_is_transient,
-        reason=_reason,
-        error=DatabaseUnavailableError,
-        catch=(OSError, TimeoutError, DBAPIError),
-    )

@@ -41,11 +41,10 @@ unloaded relationship then raises an error naming it. Set
 from __future__ import annotations
 
 import builtins
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -55,7 +54,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapper
 from sqlalchemy.orm.interfaces import ORMOption
 
 from plinth.errors import ConfigurationError, NotFound, translate_dbapi_error
-from plinth.pagination import (
+from plinth.repository import mapping
+from plinth.repository.pagination import (
     OrderBy,
     Page,
     check_keyset,
@@ -68,74 +68,6 @@ from plinth.pagination import (
 __all__ = ["Repository"]
 
 ModelT = TypeVar("ModelT", bound=DeclarativeBase)
-
-_SAFE_LAZY = frozenset(
-    ("raise", "raise_on_sql", "selectin", "joined", "subquery", "immediate", "noload", "write_only")
-)
-# Registry -> how many mappers it had when checked (models may be added later).
-_checked: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-
-
-def check_relationships(mapper: Mapper[Any]) -> None:
-    """Raise `ConfigurationError` for a relationship in `mapper`'s registry that
-    would load on attribute access (impossible in async code)."""
-    for other in mapper.registry.mappers:
-        for rel in other.relationships:
-            lazy: Any = rel.lazy
-            lazy = {True: "select", False: "joined", None: "noload"}.get(lazy, lazy)
-            if lazy not in _SAFE_LAZY:
-                raise ConfigurationError(
-                    f"{other.class_.__name__}.{rel.key} has lazy={rel.lazy!r}: reading it "
-                    "would query the database on attribute access, which async code cannot do "
-                    "(MissingGreenlet). Declare relationship(..., lazy='raise') and load it "
-                    f"with options=[selectinload({other.class_.__name__}.{rel.key})], "
-                    "or lazy='selectin' to always load it."
-                )
-
-
-# Registry -> (how many mappers it had, whether any relationship loads by JOIN).
-_joins: weakref.WeakKeyDictionary[Any, tuple[int, bool]] = weakref.WeakKeyDictionary()
-
-
-def joins_eagerly(mapper: Mapper[Any]) -> bool:
-    """Whether any relationship in `mapper`'s registry loads by JOIN, so that
-    rows may repeat and results must go through ``Result.unique()``."""
-    relationships = (rel for other in mapper.registry.mappers for rel in other.relationships)
-    return any(rel.lazy in ("joined", False) for rel in relationships)
-
-
-# Repository class -> SELECT of its model by primary key, with bound parameters
-# (keyed by the class, not the mapper, which the statement refers to).
-_by_pk: weakref.WeakKeyDictionary[type, Select[Any]] = weakref.WeakKeyDictionary()
-
-
-def _by_pk_statement(repository: type, mapper: Mapper[Any]) -> Select[Any]:
-    statement = _by_pk.get(repository)
-    if statement is None:
-        conditions = [
-            column == bindparam(f"plinth_pk_{index}")
-            for index, column in enumerate(mapper.primary_key)
-        ]
-        statement = _by_pk[repository] = select(mapper).where(*conditions)
-    return statement
-
-
-def _pk_params(mapper: Mapper[Any], id: Any) -> dict[str, Any] | None:
-    """The parameters of `_by_pk_statement` for `id`; None for anything but a
-    plain complete key (left to `session.get`, which normalises and checks it)."""
-    keys = mapper.primary_key
-    values: Any
-    if len(keys) == 1:
-        if isinstance(id, tuple | builtins.list | dict) or hasattr(id, "__composite_values__"):
-            return None
-        values = (id,)
-    elif isinstance(id, tuple | builtins.list) and len(id) == len(keys):
-        values = id
-    else:
-        return None
-    if any(value is None for value in values):
-        return None
-    return {f"plinth_pk_{index}": value for index, value in enumerate(values)}
 
 
 class Repository(Generic[ModelT]):
@@ -170,12 +102,12 @@ class Repository(Generic[ModelT]):
         self.mapper: Mapper[ModelT] = model.__mapper__
         registry = self.mapper.registry
         count = len(registry.mappers)
-        if self.strict_loading and _checked.get(registry) != count:
-            check_relationships(self.mapper)
-            _checked[registry] = count
-        joins = _joins.get(registry)
+        if self.strict_loading and mapping.checked.get(registry) != count:
+            mapping.check_relationships(self.mapper)
+            mapping.checked[registry] = count
+        joins = mapping.joins_cache.get(registry)
         if joins is None or joins[0] != count:
-            joins = _joins[registry] = (count, joins_eagerly(self.mapper))
+            joins = mapping.joins_cache[registry] = (count, mapping.joins_eagerly(self.mapper))
         self._joins_eagerly = joins[1]
 
     # -- reading ------------------------------------------------------------
@@ -188,13 +120,15 @@ class Repository(Generic[ModelT]):
         """
         if options:
             return await self.session.get(self.model, id, options=options, populate_existing=True)
-        params = None if self.session.identity_map else _pk_params(self.mapper, id)
+        params = None if self.session.identity_map else mapping.pk_params(self.mapper, id)
         if params is None:
             # The identity map may hold the row, and `session.get` knows how to look.
             return await self.session.get(self.model, id)
         # An empty identity map cannot hold it: skip building a new SELECT
         # (and its cache key) on every call, as `session.get` does.
-        result = await self.session.execute(_by_pk_statement(type(self), self.mapper), params)
+        result = await self.session.execute(
+            mapping.by_pk_statement(type(self), self.mapper), params
+        )
         if self._joins_eagerly:  # a joined collection repeats the row
             result = result.unique()
         return cast("ModelT | None", result.scalar_one_or_none())
@@ -366,8 +300,8 @@ class Repository(Generic[ModelT]):
         return cast(ModelT, await self._scalar(query))
 
     async def bulk_insert(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert many rows (no RETURNING); return how many. See `plinth.bulk`."""
-        from plinth.bulk import bulk_insert
+        """Insert many rows (no RETURNING); return how many. See `plinth.repository.bulk`."""
+        from plinth.repository.bulk import bulk_insert
 
         return await bulk_insert(self.session, self.mapper, rows)
 

@@ -1,0 +1,59 @@
+"""``plinth doctor``: server, SSL, role privileges, migrations, driver, pool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from plinth import migrations
+from plinth.cli._common import AppOption, console, guarded, on_connection
+from plinth.project import find_app
+
+__all__ = ["doctor"]
+
+
+def doctor(app: AppOption = Path(".")) -> None:
+    """Check the connection: server, SSL, role privileges, migrations, pool."""
+    from rich.table import Table
+
+    from plinth.db.security import inspect_connection
+
+    spec = guarded(lambda: find_app(app))
+    settings = guarded(lambda: spec.settings)
+
+    async def inspect(connection: AsyncConnection) -> list[tuple[str, str, bool]]:
+        security = await inspect_connection(connection)
+        version = (await connection.execute(text("SHOW server_version"))).scalar_one()
+        revisions = await migrations.current(connection)
+        head = migrations.heads(spec.migrations)
+        production = settings.app_env == "production"
+        excess = ", ".join(security.excess_privileges) or "none"
+        return [
+            ("server", f"PostgreSQL {version}", True),
+            ("ssl", security.ssl_version or "off", security.ssl or not production),
+            (
+                "role",
+                f"{security.role} (extra privileges: {excess})",
+                not (security.superuser and production),
+            ),
+            (
+                "migrations",
+                f"at {', '.join(revisions) or 'base'}, head {', '.join(head)}",
+                sorted(revisions) == sorted(head),
+            ),
+            ("driver", connection.dialect.driver, True),
+            ("pool", f"{settings.pool_size} + {settings.max_overflow} overflow", True),
+        ]
+
+    rows = guarded(lambda: on_connection(spec, inspect))
+    table = Table(title=f"{spec.name}: {settings.redacted_url()} ({settings.app_env})")
+    for column in ("check", "finding", "ok"):
+        table.add_column(column)
+    for name, finding, ok in rows:
+        table.add_row(name, finding, "[green]yes[/]" if ok else "[red]no[/]")
+    console.print(table)
+    if not all(ok for _, _, ok in rows):
+        raise typer.Exit(1)

@@ -1,0 +1,154 @@
+"""The engine: its arguments from the settings, and its first connection.
+
+libpq spellings in the URL (``sslmode``, ``sslrootcert``, ...) are translated
+here for asyncpg, which rejects them as keyword arguments. Start-up connects
+with retries and exponential backoff, because a container often starts before
+its database does; errors that no retry can fix (a wrong password, a missing
+database) fail at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import URL, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from plinth.db.settings import DatabaseSettings, redact
+from plinth.errors import ConfigurationError, DatabaseUnavailableError
+from plinth.lifecycle import retry_with_backoff
+
+__all__ = ["check_production_connection", "connect_with_retries", "engine_arguments", "reason"]
+
+logger = logging.getLogger("plinth")
+
+# Server answers that mean "try again later"; anything else with a SQLSTATE is final.
+_TRANSIENT_SQLSTATES = {"57P03", "53300", "08000", "08001", "08006", "57P01"}
+# The same conditions as libpq words them (57P03, 53300), for psycopg's SQLSTATE-less errors.
+_TRANSIENT_FATAL = ("database system is", "too many clients", "connection slots are reserved")
+
+
+def _ssl_context(query: Mapping[str, Any]) -> ssl.SSLContext | str:
+    mode = query["sslmode"]
+    if mode in ("disable", "allow", "prefer", "require") and "sslrootcert" not in query:
+        return str(mode)
+    context = ssl.create_default_context(cafile=query.get("sslrootcert"))
+    if mode in ("require", "verify-ca"):
+        context.check_hostname = False
+    if mode == "require" and "sslrootcert" not in query:
+        context.verify_mode = ssl.CERT_NONE
+    if "sslcert" in query:
+        context.load_cert_chain(query["sslcert"], query.get("sslkey"))
+    return context
+
+
+def engine_arguments(settings: DatabaseSettings, url: URL) -> tuple[URL, dict[str, Any]]:
+    """Return the URL and `create_async_engine` keyword arguments for `settings`.
+
+    Pure: builds no engine, so it is cheap to test for every driver.
+    """
+    url = settings.with_driver(url)
+    query = dict(url.query)
+    connect_args: dict[str, Any] = {}
+    if url.drivername == "postgresql+asyncpg":
+        ssl_keys = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+        if "sslmode" in query:
+            connect_args["ssl"] = _ssl_context(query)
+        for key in ssl_keys:
+            query.pop(key, None)
+        server_settings = {"application_name": settings.application_name}
+        if settings.statement_timeout is not None:
+            server_settings["statement_timeout"] = str(settings.statement_timeout)
+        connect_args["server_settings"] = server_settings
+        connect_args["timeout"] = settings.connect_timeout
+    else:
+        # psycopg speaks libpq: sslmode and friends pass through untouched.
+        connect_args["application_name"] = settings.application_name
+        connect_args["connect_timeout"] = max(1, round(settings.connect_timeout))
+        if settings.statement_timeout is not None:
+            connect_args["options"] = f"-c statement_timeout={settings.statement_timeout}"
+    options: dict[str, Any] = {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.pool_timeout,
+        "pool_recycle": settings.pool_recycle,
+        "pool_pre_ping": settings.pool_pre_ping,
+        "connect_args": connect_args,
+    }
+    extra = dict(settings.engine_options)
+    connect_args.update(extra.pop("connect_args", {}))
+    options.update(extra)
+    return url.set(query=query), options
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate is not None:
+            return sqlstate in _TRANSIENT_SQLSTATES
+        if isinstance(exc, OperationalError) and not exc.connection_invalidated:
+            # libpq (psycopg) reports a failed connection attempt without a SQLSTATE;
+            # a refusal by the server itself ("FATAL: ...") is final unless it says "later".
+            message = str(exc.orig)
+            return "FATAL:" not in message or any(hint in message for hint in _TRANSIENT_FATAL)
+        return isinstance(exc, OperationalError | InterfaceError) and exc.connection_invalidated
+    return False
+
+
+def reason(exc: BaseException) -> str:
+    """A one-line, credential-free reason for a connection failure."""
+    if isinstance(exc, DBAPIError):
+        exc = exc.orig or exc
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # Driver messages name the user and database but never the password.
+    return message
+
+
+async def check_production_connection(engine: AsyncEngine) -> None:
+    from plinth.db.security import inspect_connection
+
+    async with engine.connect() as connection:
+        security = await inspect_connection(connection)
+    if not security.ssl:
+        raise ConfigurationError(
+            f"the connection to {redact(engine.url)} is not encrypted (pg_stat_ssl), although "
+            "APP_ENV=production requires SSL: check the server's ssl setting"
+        )
+    if security.excess_privileges:
+        logger.warning(
+            "role %r has %s; the app needs only SELECT/INSERT/UPDATE/DELETE on its tables",
+            security.role,
+            ", ".join(security.excess_privileges),
+        )
+
+
+async def connect_with_retries(engine: AsyncEngine, retries: int, delay: float) -> None:
+    """Open and close one connection, retrying transient failures with backoff."""
+
+    async def attempt() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    await retry_with_backoff(
+        attempt,
+        retries=retries,
+        delay=delay,
+        target=redact(engine.url),
+        transient=_is_transient,
+        reason=reason,
+        error=DatabaseUnavailableError,
+        catch=(OSError, TimeoutError, DBAPIError),
+    )

@@ -1,0 +1,93 @@
+"""What a repository needs to know about its model's mapping.
+
+The relationship check (nothing may lazy-load in async code), whether rows
+may repeat through a joined load, and a prebuilt primary-key SELECT.
+"""
+
+from __future__ import annotations
+
+import builtins
+import weakref
+from typing import Any
+
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import Mapper
+
+from plinth.errors import ConfigurationError
+
+__all__ = [
+    "by_pk_statement",
+    "check_relationships",
+    "checked",
+    "joins_cache",
+    "joins_eagerly",
+    "pk_params",
+]
+
+_SAFE_LAZY = frozenset(
+    ("raise", "raise_on_sql", "selectin", "joined", "subquery", "immediate", "noload", "write_only")
+)
+# Registry -> how many mappers it had when checked (models may be added later).
+checked: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def check_relationships(mapper: Mapper[Any]) -> None:
+    """Raise `ConfigurationError` for a relationship in `mapper`'s registry that
+    would load on attribute access (impossible in async code)."""
+    for other in mapper.registry.mappers:
+        for rel in other.relationships:
+            lazy: Any = rel.lazy
+            lazy = {True: "select", False: "joined", None: "noload"}.get(lazy, lazy)
+            if lazy not in _SAFE_LAZY:
+                raise ConfigurationError(
+                    f"{other.class_.__name__}.{rel.key} has lazy={rel.lazy!r}: reading it "
+                    "would query the database on attribute access, which async code cannot do "
+                    "(MissingGreenlet). Declare relationship(..., lazy='raise') and load it "
+                    f"with options=[selectinload({other.class_.__name__}.{rel.key})], "
+                    "or lazy='selectin' to always load it."
+                )
+
+
+# Registry -> (how many mappers it had, whether any relationship loads by JOIN).
+joins_cache: weakref.WeakKeyDictionary[Any, tuple[int, bool]] = weakref.WeakKeyDictionary()
+
+
+def joins_eagerly(mapper: Mapper[Any]) -> bool:
+    """Whether any relationship in `mapper`'s registry loads by JOIN, so that
+    rows may repeat and results must go through ``Result.unique()``."""
+    relationships = (rel for other in mapper.registry.mappers for rel in other.relationships)
+    return any(rel.lazy in ("joined", False) for rel in relationships)
+
+
+# Repository class -> SELECT of its model by primary key, with bound parameters
+# (keyed by the class, not the mapper, which the statement refers to).
+_by_pk: weakref.WeakKeyDictionary[type, Select[Any]] = weakref.WeakKeyDictionary()
+
+
+def by_pk_statement(repository: type, mapper: Mapper[Any]) -> Select[Any]:
+    statement = _by_pk.get(repository)
+    if statement is None:
+        conditions = [
+            column == bindparam(f"plinth_pk_{index}")
+            for index, column in enumerate(mapper.primary_key)
+        ]
+        statement = _by_pk[repository] = select(mapper).where(*conditions)
+    return statement
+
+
+def pk_params(mapper: Mapper[Any], id: Any) -> dict[str, Any] | None:
+    """The parameters of `by_pk_statement` for `id`; None for anything but a
+    plain complete key (left to `session.get`, which normalises and checks it)."""
+    keys = mapper.primary_key
+    values: Any
+    if len(keys) == 1:
+        if isinstance(id, tuple | builtins.list | dict) or hasattr(id, "__composite_values__"):
+            return None
+        values = (id,)
+    elif isinstance(id, tuple | builtins.list) and len(id) == len(keys):
+        values = id
+    else:
+        return None
+    if any(value is None for value in values):
+        return None
+    return {f"plinth_pk_{index}": value for index, value in enumerate(values)}

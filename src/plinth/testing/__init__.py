@@ -1,0 +1,28 @@
+"""Testing with Plinth: the pytest plugins and the helpers tests use.
+
+    plugin          fixtures: plinth_server, db_connection, db_session, client,
+                    plinth_each_server, plinth_scratch, s3_server (entry point ``plinth``)
+    migration_kit   the migration kit, collected beside every app's tests
+                    (entry point ``plinth_migrations``)
+    _kit_tests      the kit's test class
+    proxy           CuttableProxy: a TCP forwarder a test can cut (outages)
+
+Helpers for tests are exported here. The top layer with `plinth.cli`: it may
+import everything else in Plinth, and nothing in Plinth imports it.
+"""
+
+from __future__ import annotations
+
+from plinth.db.scratch import create_database as create_database
+from plinth.db.scratch import drop_database as drop_database
+from plinth.testing.plugin import TestDatabases as TestDatabases
+from plinth.testing.plugin import local_server_url as local_server_url
+from plinth.testing.proxy import CuttableProxy as CuttableProxy
+
+__all__ = [
+    "CuttableProxy",
+    "TestDatabases",
+    "create_database",
+    "drop_database",
+    "local_server_url",
+]

@@ -1,0 +1,18 @@
+"""FastAPI glue: errors as HTTP answers, and health endpoints.
+
+    handlers   exception_handlers: Plinth's errors as 404/409/422/503 JSON
+    health     health_router (/health/live, /health/ready) and readiness()
+
+The unit-of-work dependency itself is `Database.depends` (`plinth.db`): it is
+the `Database`'s own unit of work, so it lives beside it.
+
+May import `plinth.db`, `plinth.migrations` and `plinth.errors`.
+"""
+
+from __future__ import annotations
+
+from plinth.web.handlers import exception_handlers as exception_handlers
+from plinth.web.health import health_router as health_router
+from plinth.web.health import readiness as readiness
+
+__all__ = ["exception_handlers", "health_router", "readiness"]
