@@ -697,3 +697,87 @@ async def test_fastapi_answers_repository_errors_with_4xx(session: AsyncSession)
         assert missing.status_code == 404
         bad_id = await client.get("/authors/not-a-uuid")
         assert bad_id.status_code == 422
+
+
+# -- edges: what is not the data's fault, and values a cursor cannot hold ------
+
+
+class GhostBase(DeclarativeBase):
+    """A model whose table was never created."""
+
+
+class Ghost(GhostBase):
+    __tablename__ = "ghosts"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(20))
+
+
+class Ghosts(Repository[Ghost]):
+    pass
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "sqlstate", None)
+
+
+async def test_errors_not_caused_by_the_data_are_raised_unchanged(session: AsyncSession) -> None:
+    """An undefined table is the app's bug, not the client's: no 4xx, the driver's error."""
+    ghosts = Ghosts(session)
+    with pytest.raises(Exception, match="ghosts") as listed:
+        async with session.begin_nested():
+            await ghosts.list()
+    with pytest.raises(Exception, match="ghosts") as deleted:
+        async with session.begin_nested():
+            await ghosts.delete_many(name="boo")
+    with pytest.raises(Exception, match="ghosts") as written:
+        async with session.begin_nested():
+            # One key: on asyncpg, COPY with a single column of plain values.
+            await ghosts.bulk_insert([{"name": "boo"}, {"name": "hoo"}])
+    for caught in (listed, deleted, written):
+        assert not isinstance(caught.value, DataError)
+        assert _sqlstate(caught.value) == "42P01"
+
+
+async def test_bulk_copy_of_plain_values(asyncpg_session: AsyncSession) -> None:
+    shelves = Shelves(asyncpg_session)
+    # No bind processor and no default: the rows go to COPY as plain tuples.
+    rows = [{"room": "r", "number": n, "label": f"L{n}"} for n in range(3)]
+    assert await shelves.bulk_insert(rows) == 3
+    assert sorted(shelf.label for shelf in await shelves.list(room="r")) == ["L0", "L1", "L2"]
+
+
+async def test_a_partly_null_composite_key_finds_nothing(session: AsyncSession) -> None:
+    shelves = Shelves(session)
+    await shelves.create(room="a", number=1, label="first")
+    assert await shelves.get(("a", None)) is None
+
+
+def test_a_cursor_refuses_values_it_cannot_hold() -> None:
+    from plinth.repository.pagination import encode_cursor
+
+    with pytest.raises(TypeError, match="cannot put a object in a cursor"):
+        encode_cursor([object()])
+
+
+def test_a_cursor_value_of_a_type_without_python_type_passes_as_decoded() -> None:
+    """Third-party types may raise NotImplementedError for `python_type`."""
+    from sqlalchemy import Column
+    from sqlalchemy.types import UserDefinedType
+
+    from plinth.repository.pagination import Ordering, decode_cursor, encode_cursor
+
+    class Opaque(UserDefinedType[Any]):
+        cache_ok = True
+
+        def get_col_spec(self, **kw: Any) -> str:
+            return "opaque"
+
+        @property
+        def python_type(self) -> type[Any]:
+            raise NotImplementedError
+
+    column: Column[Any] = Column("anything", Opaque())
+    term = Ordering(expression=column, key="anything", descending=False, column=column)
+    assert decode_cursor(encode_cursor([[1, "x"]]), [term]) == [[1, "x"]]
