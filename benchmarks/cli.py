@@ -143,7 +143,7 @@ def _versions(server_version: str) -> dict[str, str]:
         "SQLAlchemy": version("sqlalchemy"),
         "advanced-alchemy": version("advanced-alchemy"),
         "FastAPI": version("fastapi"),
-        "plinth": version("plinth"),
+        "plinth": version("plinth-pg"),
         "Python": platform.python_version(),
     }
 

@@ -41,6 +41,11 @@ def test_upgrade_current_check_downgrade(scratch_url: URL) -> None:
     )
     code, out, err = plinth("db", "check", "--app", TRANSLATOR, url=scratch_url)
     assert (code, "models match migrations" in out) == (0, True), err
+    # As the README's workflow writes it: "-1" is a revision, not an option.
+    code, out, err = plinth("db", "downgrade", "-1", "--app", TRANSLATOR, url=scratch_url)
+    assert (code, out.strip()) == (0, "translator: downgraded to -1"), err
+    assert plinth("db", "current", "--app", TRANSLATOR, url=scratch_url)[1].strip() == "base"
+    assert plinth("db", "upgrade", "--app", TRANSLATOR, url=scratch_url)[0] == 0
     assert plinth("db", "downgrade", "base", "--app", TRANSLATOR, url=scratch_url)[0] == 0
     assert plinth("db", "current", "--app", TRANSLATOR, url=scratch_url)[1].strip() == "base"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,65 @@ def test_missing_app_dir_fixture_is_a_usage_error(pytester: pytest.Pytester) -> 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["*define a `plinth_app_dir` fixture*"])
     assert result.ret != 0
+
+
+APPS = Path(__file__).parent / "fixtures" / "migration_apps"
+
+
+def _kit_project(pytester: pytest.Pytester, ini: str) -> None:
+    shutil.copytree(
+        APPS / "kit_enum", pytester.path / "kit_enum", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (pytester.path / "kit_enum" / "tests").mkdir()
+    (pytester.path / "kit_enum" / "tests" / "conftest.py").write_text(
+        "from pathlib import Path\nimport pytest\n\n@pytest.fixture\n"
+        "def plinth_app_dir() -> Path:\n    return Path(__file__).parents[1]\n"
+    )
+    pytester.makeini(ini)
+
+
+def test_the_kit_runs_in_strict_asyncio_mode(pytester: pytest.Pytester, plinth_server: URL) -> None:
+    """A project in pytest-asyncio's default (strict) mode still gets a working kit."""
+    _kit_project(
+        pytester,
+        "[pytest]\npythonpath = .\nfilterwarnings = error\n"
+        "asyncio_default_fixture_loop_scope = session\n",
+    )
+    result = pytester.runpytest_subprocess(
+        "--plinth-url",
+        plinth_server.render_as_string(hide_password=False),
+        "-p",
+        "no:cacheprovider",
+        "-k",
+        "not local-5432",
+    )
+    result.assert_outcomes(passed=5, skipped=1)
+
+
+def test_without_pytest_asyncio_the_run_goes_on_and_says_what_to_install(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _kit_project(pytester, "[pytest]\npythonpath = .\n")
+    # pytest-asyncio made unimportable for this run; its own plugin is switched off.
+    shadow = pytester.path / "shadow" / "pytest_asyncio"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'pytest_asyncio'\", name='pytest_asyncio')\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    pytester.makepyfile(
+        test_plain="def test_plain():\n    assert 1 + 1 == 2\n\n"
+        "def test_asks_for_a_plinth_fixture(db_session):\n    pass\n"
+    )
+    result = pytester.runpytest_subprocess("-p", "no:asyncio", "-p", "no:cacheprovider")
+    out = result.stdout.str()
+    assert (
+        "plinth: fixtures off: pytest-asyncio is not installed (pip install 'plinth-pg[testing]')"
+        in out
+    )
+    assert (
+        "Plinth's fixture 'db_session' needs pytest-asyncio: pip install 'plinth-pg[testing]'"
+        in out
+    )
+    # The plain test ran, the kit (async) was not collected, the fixture's user failed.
+    result.assert_outcomes(passed=1, errors=1)

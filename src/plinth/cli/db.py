@@ -32,7 +32,8 @@ def upgrade(
     console.print(f"{spec.name}: upgraded to {revision}")
 
 
-@db.command()
+# "-1" looks like an option to click; taken as unknown, it reaches the argument.
+@db.command(context_settings={"ignore_unknown_options": True})
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Target: -1, base, or a revision id.")],
     app: AppOption = Path("."),

@@ -33,6 +33,10 @@ async def _check(work: Awaitable[None]) -> None:
         await work
 
 
+# Marked, so that the kit runs whatever the project's asyncio_mode (strict or auto).
+on_the_session_loop = pytest.mark.asyncio(loop_scope="session")
+
+
 class TestMigrationKit:
     """Plinth's checks of the app's migrations (see `plinth.migrations.kit`)."""
 
@@ -40,18 +44,23 @@ class TestMigrationKit:
         with _reported():
             kit.single_head(plinth_app.migrations)
 
+    @on_the_session_loop
     async def test_upgrade_from_empty(self, plinth_app: AppSpec, kit_server: URL) -> None:
         await _check(kit.upgrade_from_empty(kit_server, plinth_app.migrations))
 
+    @on_the_session_loop
     async def test_models_match_migrations(self, plinth_app: AppSpec, kit_server: URL) -> None:
         await _check(kit.models_match(kit_server, plinth_app.migrations, plinth_app.metadata))
 
+    @on_the_session_loop
     async def test_stairway(self, plinth_app: AppSpec, kit_server: URL) -> None:
         await _check(kit.stairway(kit_server, plinth_app.migrations))
 
+    @on_the_session_loop
     async def test_downgrade_leaves_no_trace(self, plinth_app: AppSpec, kit_server: URL) -> None:
         await _check(kit.no_trace(kit_server, plinth_app.migrations))
 
+    @on_the_session_loop
     async def test_data_survives(
         self,
         plinth_app: AppSpec,

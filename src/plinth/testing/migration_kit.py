@@ -42,6 +42,7 @@ from types import ModuleType
 import pytest
 
 from plinth.migrations.kit import DataHook
+from plinth.testing.extra import missing_testing_extra
 
 __all__ = ["MARKER", "MigrationKit", "is_plinth_app", "plinth_migration_data"]
 
@@ -75,6 +76,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> MigrationK
         return None
     if not parent.config.getini("plinth_migration_kit"):
         return None
+    if missing_testing_extra() is not None:
+        return None  # async tests; the plinth plugin's header says what to install
     kit: MigrationKit = MigrationKit.from_parent(parent, path=file_path)
     kit.add_marker(MARKER)
     return kit

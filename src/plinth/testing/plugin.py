@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-import pytest_asyncio
 from sqlalchemy import URL
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -42,9 +41,18 @@ from plinth import migrations
 from plinth.db.scratch import create_database, drop_database, scratch_database, small_engine
 from plinth.db.settings import parse_database_url, redact
 from plinth.project import AppSpec, find_app, start_announced, stop_announced
+from plinth.testing.extra import missing_testing_extra
 
 if TYPE_CHECKING:
     from plinth.embedded.postgres import EmbeddedServer
+
+if TYPE_CHECKING:
+    from pytest_asyncio import fixture as async_fixture
+else:
+    try:
+        from pytest_asyncio import fixture as async_fixture
+    except ModuleNotFoundError:  # without the `testing` extra: see `plinth.testing.extra`
+        from plinth.testing.extra import unavailable_fixture as async_fixture
 
 __all__ = [
     "TestDatabases",
@@ -80,6 +88,9 @@ def _configured_url(config: pytest.Config) -> URL | None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
+    missing = missing_testing_extra()
+    if missing is not None:
+        return f"plinth: fixtures off: {missing}"
     url = _configured_url(config)
     where = f"server {redact(url)}" if url is not None else "embedded PostgreSQL 18"
     return f"plinth: {where}, one migrated database per app, a rolled-back transaction per test"
@@ -108,7 +119,7 @@ def plinth_each_server(request: pytest.FixtureRequest, plinth_server: URL) -> UR
     return local
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@async_fixture(loop_scope="session")
 async def plinth_scratch(plinth_each_server: URL) -> AsyncIterator[AsyncConnection]:
     """A connection to a new, empty database on each server; dropped afterwards."""
     async with (
@@ -161,7 +172,7 @@ class TestDatabases:
         self.engines.clear()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@async_fixture(scope="session", loop_scope="session")
 async def plinth_databases(plinth_server: URL) -> AsyncIterator[TestDatabases]:
     """The registry of per-app test databases for this run."""
     databases = TestDatabases(plinth_server)
@@ -185,7 +196,7 @@ def plinth_app(plinth_app_dir: Path) -> AppSpec:
     return find_app(plinth_app_dir)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@async_fixture(loop_scope="session")
 async def db_connection(
     plinth_app: AppSpec, plinth_databases: TestDatabases
 ) -> AsyncIterator[AsyncConnection]:
@@ -204,7 +215,7 @@ async def db_connection(
             await transaction.rollback()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@async_fixture(loop_scope="session")
 async def db_session(db_connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
     """An `AsyncSession` in the test's transaction; commits become savepoints."""
     async with AsyncSession(
@@ -213,7 +224,7 @@ async def db_session(db_connection: AsyncConnection) -> AsyncIterator[AsyncSessi
         yield session
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@async_fixture(loop_scope="session")
 async def client(
     plinth_app: AppSpec, db_connection: AsyncConnection
 ) -> AsyncIterator[httpx.AsyncClient]:
