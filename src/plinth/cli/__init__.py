@@ -1,9 +1,10 @@
-"""The ``plinth`` command: ``serve`` an app, manage its migrations (``db``),
-and check its connection (``doctor``).
+"""The ``plinth`` command: start a project (``init``), ``serve`` an app, manage
+its migrations (``db``), and check its connection (``doctor``).
 
     _common   output, --app, errors as one line, a connection to the app's database
     db        plinth db upgrade/downgrade/current/history/check/lint/reset/revision
     doctor    plinth doctor
+    init      plinth init: a new project with one app (files in scaffold/)
     serve     plinth serve
 
 Every command takes the app directory (``--app``, default: the current one),
@@ -20,6 +21,7 @@ import typer
 
 from plinth.cli.db import db
 from plinth.cli.doctor import doctor
+from plinth.cli.init import init
 from plinth.cli.serve import serve
 
 __all__ = ["cli", "main"]
@@ -32,6 +34,7 @@ cli = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 cli.add_typer(db, name="db")
+cli.command()(init)
 cli.command()(doctor)
 cli.command()(serve)
 

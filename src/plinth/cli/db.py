@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plinth import migrations
 from plinth.cli._common import AppOption, console, errors, fail, guarded, on_connection
+from plinth.migrations.config import revision_template
 from plinth.project import find_app, resolve_database_url
 
 __all__ = ["db"]
@@ -153,6 +154,9 @@ def revision(
     from alembic import command
 
     spec = guarded(lambda: find_app(app))
+    written = revision_template(spec.migrations)
+    if written is not None:
+        console.print(f"{spec.name}: wrote {written} (Plinth's revision template)")
 
     async def create(connection: AsyncConnection) -> None:
         def body(sync_connection: Any) -> None:

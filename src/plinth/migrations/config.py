@@ -22,7 +22,23 @@ from plinth.errors import MigrationError
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-__all__ = ["alembic_config", "heads", "load_scripts"]
+__all__ = ["REVISION_TEMPLATE", "alembic_config", "heads", "load_scripts", "revision_template"]
+
+REVISION_TEMPLATE = Path(__file__).with_name("script.py.mako")
+"""Plinth's template for new revision files (typed, ``from __future__ import annotations``)."""
+
+
+def revision_template(migrations: Path) -> Path | None:
+    """Give `migrations` Plinth's revision template if it has none; return what was written.
+
+    Alembic renders new revisions from ``migrations/script.py.mako`` and fails
+    with a long traceback without it.
+    """
+    target = migrations / "script.py.mako"
+    if target.exists():
+        return None
+    target.write_text(REVISION_TEMPLATE.read_text())
+    return target
 
 
 def alembic_config(migrations: Path, connection: Connection | None = None) -> Config:

@@ -1,0 +1,116 @@
+"""`plinth init`: a new project outside this repository that migrates, tests and serves."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import URL
+
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_new_project_revises_tests_and_serves(
+    tmp_path: Path, scratch_url: URL, plinth_server: URL
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "PYTEST"))}
+    env["DATABASE_URL"] = scratch_url.render_as_string(hide_password=False)
+    project = tmp_path / "bookmarks-service"
+
+    made = run([str(BIN / "plinth"), "init", str(project), "--name", "bookmarks"], tmp_path, env)
+    assert made.returncode == 0, made.stderr
+    assert (project / "bookmarks" / "migrations" / "script.py.mako").is_file()
+
+    revised = run(
+        [str(BIN / "plinth"), "db", "revision", "-m", "create notes", "--app", "bookmarks"],
+        project,
+        env,
+    )
+    assert revised.returncode == 0, revised.stderr
+    (revision,) = (project / "bookmarks" / "migrations" / "versions").glob("*_create_notes.py")
+    assert "op.create_table('notes'" in revision.read_text()
+
+    tested = run(
+        [
+            str(BIN / "pytest"),
+            "-p",
+            "no:cacheprovider",
+            "--plinth-url",
+            plinth_server.render_as_string(hide_password=False),
+        ],
+        project,
+        env,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    # The app's two tests and the migration kit's five checks on its revision, at least.
+    summary = tested.stdout.strip().splitlines()[-1]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed is not None and int(passed.group(1)) >= 7, summary
+    assert "failed" not in summary
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(BIN / "plinth"), "serve", "bookmarks", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "plinth serve did not answer in 60 s"
+                time.sleep(0.2)
+        assert ready.status_code == 200, ready.text
+        created = httpx.post(f"http://127.0.0.1:{port}/notes", json={"text": "first"})
+        assert created.status_code == 201, created.text
+        note = httpx.get(f"http://127.0.0.1:{port}/notes/{created.json()['id']}")
+        assert note.json()["text"] == "first"
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def test_init_refuses_a_directory_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    result = run([str(BIN / "plinth"), "init", str(tmp_path)], tmp_path, dict(os.environ))
+    assert result.returncode == 1
+    assert "is not empty" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("name", ["class", "9lives", "my-app"])
+def test_init_refuses_a_package_name_python_cannot_import(tmp_path: Path, name: str) -> None:
+    result = run(
+        [str(BIN / "plinth"), "init", str(tmp_path / "new"), "--name", name],
+        tmp_path,
+        dict(os.environ),
+    )
+    assert result.returncode == 1
+    assert "is not a valid Python package name" in result.stderr
+    assert not (tmp_path / "new").exists()
