@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from asyncpg.exceptions import InternalClientError
 
 from plinth.embedded import EmbeddedServer, embedded_data_dir, start_embedded
 from plinth.embedded import postgres as embedded
@@ -186,6 +187,70 @@ def test_stale_postmaster_pid_after_kill_9(shared: Path) -> None:
     assert again.started_here
     assert _postmaster(again.data_dir) != pid
     assert _query(again.port, "select 1") == [1]
+
+
+def test_no_acknowledged_commit_is_lost_to_kill_9(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent INSERT ... COMMITs, kill -9 of the postmaster mid-load, restart:
+    every row whose COMMIT returned is there (synchronous_commit is on)."""
+    monkeypatch.delenv("PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT", raising=False)
+    server = start_embedded(fresh)
+    assert (
+        _query(server.port, "show synchronous_commit", "create table t (id int primary key)")[0]
+        == "on"
+    )
+    pid = _postmaster(server.data_dir)
+    acknowledged: list[int] = []
+    ids = iter(range(1_000_000))
+    enough = asyncio.Event()
+
+    async def writer() -> None:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=server.port, user="postgres", database="postgres"
+        )
+        try:
+            while True:
+                row = next(ids)
+                await conn.execute("insert into t values ($1)", row)  # autocommit: COMMIT
+                acknowledged.append(row)
+                if len(acknowledged) >= 400:
+                    enough.set()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, InternalClientError):
+            return  # the server is gone: this INSERT was never acknowledged
+        finally:
+            conn.terminate()
+
+    async def load() -> None:
+        writers = [asyncio.create_task(writer()) for _ in range(16)]
+        await asyncio.wait_for(enough.wait(), 30)
+        os.kill(pid, signal.SIGKILL)  # mid-load: the writers are still committing
+        await asyncio.wait_for(asyncio.gather(*writers), 30)
+
+    asyncio.run(load())
+    again = start_embedded(fresh)
+    assert again.started_here
+    found = _query(
+        again.port,
+        f"select count(*) from t where id in ({','.join(map(str, acknowledged)) or 'null'})",
+    )[0]
+    lost = len(acknowledged) - found
+    print(f"kill -9 under load: acknowledged {len(acknowledged)}, found {found}, lost {lost}")
+    assert len(acknowledged) >= 400
+    assert lost == 0
+
+
+def test_synchronous_commit_opt_out(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT", "fast")
+    start_embedded(shared).stop()
+    with pytest.raises(EmbeddedServerError, match="PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT must be"):
+        start_embedded(shared)
+    monkeypatch.setenv("PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT", "off")
+    server = start_embedded(shared)
+    assert _query(server.port, "show synchronous_commit") == ["off"]
+    server.stop()
+    monkeypatch.delenv("PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT")
+    assert _query(start_embedded(shared).port, "show synchronous_commit") == ["on"]
 
 
 def test_taken_recorded_port_is_replaced(shared: Path) -> None:

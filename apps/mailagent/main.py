@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from mailagent.api import router
 from mailagent.db import database
-from plinth import Keyring, exception_handlers, health_router
+from plinth import BodySizeLimit, Keyring, exception_handlers, health_router
 
 
 @asynccontextmanager
@@ -26,6 +26,7 @@ app = FastAPI(
     lifespan=lifespan,
     exception_handlers=exception_handlers,
 )
+app.add_middleware(BodySizeLimit)  # 413 over HTTP_MAX_BODY_BYTES (4 MiB)
 app.include_router(health_router(database))
 app.include_router(router)
 

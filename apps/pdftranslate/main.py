@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from pdftranslate.api import router
+from pdftranslate.api import MAX_PDF_BYTES, router
 from pdftranslate.db import cache, database, storage
 from pdftranslate.health import router as health
-from plinth import exception_handlers, health_router
+from plinth import BodySizeLimit, exception_handlers, health_router
 
 
 @asynccontextmanager
@@ -26,6 +26,8 @@ app = FastAPI(
     lifespan=lifespan,
     exception_handlers=exception_handlers,
 )
+# 413 over HTTP_MAX_BODY_BYTES (4 MiB); the PDF upload takes up to MAX_PDF_BYTES.
+app.add_middleware(BodySizeLimit, media_types={"application/pdf": MAX_PDF_BYTES})
 app.include_router(health)
 app.include_router(health_router(database))
 app.include_router(router)

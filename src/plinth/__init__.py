@@ -33,8 +33,10 @@ from plinth.repository.pagination import Page as Page
 from plinth.web.handlers import exception_handlers as exception_handlers
 from plinth.web.health import health_router as health_router
 from plinth.web.health import readiness as readiness
+from plinth.web.limits import BodySizeLimit as BodySizeLimit
 
 __all__ = [
+    "BodySizeLimit",
     "Cache",
     "CacheScope",
     "CacheSettings",

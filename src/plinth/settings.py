@@ -8,10 +8,11 @@ never echo its value.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from plinth.errors import ConfigurationError
 
@@ -38,6 +39,11 @@ class PlinthSettings(BaseSettings):
             return cls(**overrides)
         except ValidationError as exc:
             raise ConfigurationError(cls._describe(exc)) from None
+        except SettingsError as exc:
+            # A complex field (a dict, a list) whose value is not JSON.
+            field = re.search(r'field "([^"]+)"', str(exc))
+            name = cls.variable(field.group(1)) if field else "a setting"
+            raise ConfigurationError(f"{name} is not valid JSON") from None
 
     @classmethod
     def variable(cls, field: str) -> str:

@@ -19,7 +19,13 @@ from sqlalchemy import URL, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from plinth.db.settings import DatabaseSettings, redact
+from plinth.db.settings import (
+    ASYNCPG_NUMBERS,
+    DatabaseSettings,
+    check_asyncpg_query,
+    redact,
+    server_options,
+)
 from plinth.errors import ConfigurationError, DatabaseUnavailableError
 from plinth.lifecycle import retry_with_backoff
 
@@ -47,6 +53,25 @@ def _ssl_context(query: Mapping[str, Any]) -> ssl.SSLContext | str:
     return context
 
 
+def _asyncpg_query(
+    query: dict[str, Any], connect_args: dict[str, Any], server_settings: dict[str, str]
+) -> None:
+    """Move libpq spellings out of the URL's query into asyncpg's arguments
+    (asyncpg.connect() takes no unknown keyword); refuse anything else."""
+    check_asyncpg_query(query)
+    if "application_name" in query:
+        server_settings["application_name"] = str(query.pop("application_name"))
+    if "options" in query:
+        server_settings.update(server_options(str(query.pop("options"))))
+    if "connect_timeout" in query:
+        connect_args["timeout"] = float(query.pop("connect_timeout"))
+    for key in ("command_timeout", "statement_cache_size"):
+        if key in query:
+            connect_args[key] = ASYNCPG_NUMBERS[key](query.pop(key))
+    # host (several hosts), target_session_attrs and prepared_statement_cache_size:
+    # SQLAlchemy's dialect passes (and converts) them itself.
+
+
 def engine_arguments(settings: DatabaseSettings, url: URL) -> tuple[URL, dict[str, Any]]:
     """Return the URL and `create_async_engine` keyword arguments for `settings`.
 
@@ -61,11 +86,15 @@ def engine_arguments(settings: DatabaseSettings, url: URL) -> tuple[URL, dict[st
             connect_args["ssl"] = _ssl_context(query)
         for key in ssl_keys:
             query.pop(key, None)
+        connect_args["timeout"] = settings.connect_timeout
         server_settings = {"application_name": settings.application_name}
+        try:
+            _asyncpg_query(query, connect_args, server_settings)
+        except ValueError as exc:
+            raise ConfigurationError(f"{settings.variable('database_url')} {exc}") from None
         if settings.statement_timeout is not None:
             server_settings["statement_timeout"] = str(settings.statement_timeout)
         connect_args["server_settings"] = server_settings
-        connect_args["timeout"] = settings.connect_timeout
     else:
         # psycopg speaks libpq: sslmode and friends pass through untouched.
         connect_args["application_name"] = settings.application_name
@@ -78,6 +107,9 @@ def engine_arguments(settings: DatabaseSettings, url: URL) -> tuple[URL, dict[st
         "pool_timeout": settings.pool_timeout,
         "pool_recycle": settings.pool_recycle,
         "pool_pre_ping": settings.pool_pre_ping,
+        # A failing statement's parameters are request data: outside development they
+        # reach neither logs nor exception messages ("[SQL parameters hidden ...]").
+        "hide_parameters": settings.app_env != "development",
         "connect_args": connect_args,
     }
     extra = dict(settings.engine_options)

@@ -7,16 +7,25 @@ error this module raises names the variable, never its value.
 
 from __future__ import annotations
 
+import inspect
+import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from plinth.settings import AppEnv, PlinthSettings
 
-__all__ = ["DatabaseSettings", "parse_database_url", "redact"]
+__all__ = [
+    "DatabaseSettings",
+    "check_asyncpg_query",
+    "parse_database_url",
+    "redact",
+    "server_options",
+]
 
 DRIVERS = {
     "postgres": "postgresql+asyncpg",
@@ -27,6 +36,22 @@ DRIVERS = {
 }
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 ENCRYPTED_SSL_MODES = ("require", "verify-ca", "verify-full")
+# DATABASE_URL query options with asyncpg, which refuses libpq's spellings as
+# keyword arguments; `plinth.db.engine` translates each. psycopg hands the query
+# to libpq, which knows its own options.
+ASYNCPG_NUMBERS = {
+    "command_timeout": float,
+    "connect_timeout": float,
+    "prepared_statement_cache_size": int,
+    "statement_cache_size": int,
+}
+ASYNCPG_QUERY_OPTIONS = (
+    *sorted(("application_name", "host", "options", "target_session_attrs", *ASYNCPG_NUMBERS)),
+    *("sslmode", "sslrootcert", "sslcert", "sslkey"),
+)
+# What SQLAlchemy's asyncpg dialect takes from connect_args besides asyncpg.connect's own.
+_SQLALCHEMY_ASYNCPG_ARGS = ("async_creator_fn", "prepared_statement_cache_size",
+                            "prepared_statement_name_func")  # fmt: skip
 
 
 def redact(url: URL) -> str:
@@ -54,6 +79,12 @@ def parse_database_url(value: Any) -> URL | None:
         raise ValueError(
             "is not a URL; expected postgresql+asyncpg://user:password@host:5432/dbname"
         ) from None
+    except ValueError:  # int() of the port; its text is not repeated (it may be anything)
+        raise ValueError(
+            "has a port that is not a number; expected postgresql+asyncpg://user:password@host:5432/dbname"
+        ) from None
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError(f"has port {url.port}; a port is 1-65535")
     driver = DRIVERS.get(url.drivername)
     if driver is None:
         choices = ", ".join(f"{scheme}://" for scheme in DRIVERS)
@@ -74,7 +105,70 @@ def parse_database_url(value: Any) -> URL | None:
     return url.set(query=query)
 
 
+def server_options(options: str) -> dict[str, str]:
+    """libpq's ``options`` query value (``-c name=value ...``) as server settings."""
+    settings: dict[str, str] = {}
+    words = options.split()
+    while words:
+        word = words.pop(0)
+        if word == "-c" and words:
+            word = words.pop(0)
+        elif word.startswith(("-c", "--")):
+            word = word[2:]
+        else:
+            raise ValueError("options must be -c name=value settings")
+        name, equals, value = word.partition("=")
+        if not name or not equals:
+            raise ValueError("options must be -c name=value settings")
+        settings[name.replace("-", "_")] = value
+    return settings
+
+
+def check_asyncpg_query(query: Mapping[str, str | tuple[str, ...]]) -> None:
+    """Refuse what asyncpg would not take; the message names no value."""
+    for key, value in query.items():
+        if key not in ASYNCPG_QUERY_OPTIONS:
+            raise ValueError(
+                f"has query option {key!r}, which asyncpg does not take; accepted: "
+                f"{', '.join(ASYNCPG_QUERY_OPTIONS)} "
+                "(server settings go in options=-c name=value)"
+            )
+        if isinstance(value, tuple) and key != "host":
+            raise ValueError(f"repeats query option {key!r}")
+        if key in ASYNCPG_NUMBERS:
+            try:
+                ASYNCPG_NUMBERS[key](value)
+            except (TypeError, ValueError):
+                raise ValueError(f"has query option {key} that is not a number") from None
+        if key == "options":
+            server_options(str(value))
+
+
+def _parse_engine_options(value: Any) -> Any:
+    if not isinstance(value, str | bytes):
+        return value
+    try:
+        return json.loads(value) if value.strip() else {}
+    except ValueError as exc:
+        message = getattr(exc, "msg", "invalid")
+        column = getattr(exc, "colno", None)
+        where = f" at column {column}" if column is not None else ""
+        raise ValueError(
+            f"is not JSON ({message}{where}); expected an object such as "
+            '{"echo": true, "connect_args": {...}}'
+        ) from None
+
+
+def _asyncpg_connect_args() -> set[str] | None:
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return None
+    return {*inspect.signature(asyncpg.connect).parameters, *_SQLALCHEMY_ASYNCPG_ARGS}
+
+
 DatabaseURL = Annotated[URL | None, BeforeValidator(parse_database_url)]
+EngineOptions = Annotated[dict[str, Any], NoDecode, BeforeValidator(_parse_engine_options)]
 
 
 class DatabaseSettings(PlinthSettings):
@@ -127,8 +221,9 @@ class DatabaseSettings(PlinthSettings):
     """``DB_DRIVER``: the async driver for every URL, the embedded server's too.
     Unset: the URL's scheme decides (``postgresql://`` means asyncpg)."""
 
-    engine_options: dict[str, Any] = Field(default_factory=dict)
-    """Rarely needed extra `create_async_engine` arguments, as JSON."""
+    engine_options: EngineOptions = Field(default_factory=dict)
+    """Rarely needed extra `create_async_engine` arguments, as a JSON object; its
+    ``connect_args`` go to the driver's ``connect``. Unknown names are refused."""
 
     @model_validator(mode="after")
     def _production_needs_ssl(self) -> DatabaseSettings:
@@ -142,6 +237,47 @@ class DatabaseSettings(PlinthSettings):
                 "add ?sslmode=require (or verify-full with sslrootcert=...)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _driver_takes_the_arguments(self) -> DatabaseSettings:
+        driver = f"postgresql+{self.driver}" if self.driver else "postgresql+asyncpg"
+        if self.database_url is not None:
+            url = self.with_driver(self.database_url)
+            driver = url.drivername
+            if driver == "postgresql+asyncpg":
+                try:
+                    check_asyncpg_query(url.query)
+                except ValueError as exc:
+                    raise ValueError(f"{self.variable('database_url')} {exc}") from None
+        if self.engine_options:
+            self._check_engine_options(driver)
+        return self
+
+    def _check_engine_options(self, driver: str) -> None:
+        """Build (not connect) an engine with the options, so that an unknown
+        argument fails here, in one line, rather than at the first connection."""
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        variable = self.variable("engine_options")
+        options = dict(self.engine_options)
+        connect_args = options.pop("connect_args", {})
+        if not isinstance(connect_args, dict):
+            raise ValueError(f"{variable} has connect_args that is not a JSON object")
+        known = _asyncpg_connect_args() if driver == "postgresql+asyncpg" else None
+        unknown = sorted(set(connect_args) - known) if known is not None else []
+        if unknown:
+            raise ValueError(
+                f"{variable} has connect_args {', '.join(map(repr, unknown))}, which asyncpg's "
+                f"connect does not take; accepted: {', '.join(sorted(known or ()))}"
+            )
+        try:
+            create_async_engine(URL.create(driver), **options)
+        except (TypeError, ArgumentError, ValueError) as exc:
+            reason = str(exc).split(" sent to create_engine()")[0].strip().splitlines()[0]
+            raise ValueError(
+                f"{variable} is not accepted by create_async_engine: {reason} (see "
+                "https://docs.sqlalchemy.org/en/20/core/engines.html#sqlalchemy.create_engine)"
+            ) from None
 
     def with_driver(self, url: URL) -> URL:
         """`url` switched to `driver`, when one is set."""

@@ -10,6 +10,12 @@ from a copy of the binaries: see `plinth.embedded._root`.
 
 Several processes share one server, counted by `plinth.embedded.sharing`
 through ``postgres18.users``.
+
+Commits are durable: a COMMIT returns once its WAL is on disk, so a killed
+server loses no acknowledged write. ``PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT=off``
+trades that for speed (PostgreSQL's ``synchronous_commit``: a crash may then
+lose the last ~0.6 s of commits, never corrupt data); it applies when the
+server starts, not to one already running.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from plinth.errors import EmbeddedServerError
 __all__ = ["EmbeddedServer", "embedded_data_dir", "start_embedded"]
 
 _ENV_DIR = "PLINTH_EMBEDDED_DIR"
+_ENV_SYNCHRONOUS_COMMIT = "PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT"
+_SYNCHRONOUS_COMMIT = ("on", "off", "local", "remote_write", "remote_apply")
 _DATA_NAME = "postgres18"
 _ROOT_HOME = Path("/var/lib/plinth")
 _SOCKET_PATH_MAX = 107
@@ -170,11 +178,12 @@ def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> Embedde
         log.touch()
         os.chown(log, uid, -1)
     chosen = port if port is not None else pick_port(_read_state(state_file)[0])
+    extra = _server_options()
     for attempt in range(5):
         sock_dir = str(parent if parent.stat().st_uid == uid else data_dir)
         if len(sock_dir) + len(f"/.s.PGSQL.{chosen}") > _SOCKET_PATH_MAX:
             sock_dir = ""  # too long for a Unix socket: TCP only
-        options = f"-h {_HOST} -p {chosen} -k {shlex.quote(sock_dir)} -c synchronous_commit=off"
+        options = f"-h {_HOST} -p {chosen} -k {shlex.quote(sock_dir)}{extra}"
         log_start = log.stat().st_size if log.exists() else 0
         proc = _run(
             [str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(int(_WAIT_SECONDS)),
@@ -202,6 +211,19 @@ def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> Embedde
         "Fix the cause shown above: pass another port if this one is taken, or "
         f"stop every server using {data_dir} and delete that directory to start afresh."
     )
+
+
+def _server_options() -> str:
+    """``-c`` options from the environment: durable commits unless opted out."""
+    value = os.environ.get(_ENV_SYNCHRONOUS_COMMIT, "").strip().lower()
+    if not value:
+        return ""  # PostgreSQL's default: synchronous_commit=on
+    if value not in _SYNCHRONOUS_COMMIT:
+        raise EmbeddedServerError(
+            f"{_ENV_SYNCHRONOUS_COMMIT} must be one of {', '.join(_SYNCHRONOUS_COMMIT)} "
+            "(off: faster commits, but a crash may lose the last acknowledged ones)"
+        )
+    return f" -c synchronous_commit={value}"
 
 
 def _initdb(bin_dir: Path, data_dir: Path, uid: int, gid: int) -> None:

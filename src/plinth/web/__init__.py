@@ -2,6 +2,7 @@
 
     handlers   exception_handlers: Plinth's errors as 404/409/422/503 JSON
     health     health_router (/health/live, /health/ready) and readiness()
+    limits     BodySizeLimit: a request body over HTTP_MAX_BODY_BYTES is a 413
 
 The unit-of-work dependency itself is `Database.depends` (`plinth.db`): it is
 the `Database`'s own unit of work, so it lives beside it.
@@ -14,5 +15,6 @@ from __future__ import annotations
 from plinth.web.handlers import exception_handlers as exception_handlers
 from plinth.web.health import health_router as health_router
 from plinth.web.health import readiness as readiness
+from plinth.web.limits import BodySizeLimit as BodySizeLimit
 
-__all__ = ["exception_handlers", "health_router", "readiness"]
+__all__ = ["BodySizeLimit", "exception_handlers", "health_router", "readiness"]
