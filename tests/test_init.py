@@ -64,7 +64,8 @@ def test_a_new_project_revises_tests_and_serves(
     # The app's two tests and the migration kit's five checks on its revision, at least.
     summary = tested.stdout.strip().splitlines()[-1]
     passed = re.search(r"(\d+) passed", summary)
-    assert passed is not None and int(passed.group(1)) >= 7, summary
+    assert passed is not None, summary
+    assert int(passed.group(1)) >= 7, summary
     assert "failed" not in summary
 
     port = _free_port()
