@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from plinth.encryption import ENV_VAR, generate_key
+from plinth.testing.alembic import alembic_config, alembic_engine  # noqa: F401  (pytest-alembic)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from pdftranslate.db import cache, storage
+from plinth.testing.alembic import alembic_config, alembic_engine  # noqa: F401  (pytest-alembic)
 
 # Redis database 12 and a prefix per run: these tests touch no one else's keys.
 REDIS_URL = "redis://127.0.0.1:6379/12"

@@ -6,9 +6,10 @@ An app's ``env.py`` is two lines::
     from myapp.models import Base
     run_env(Base.metadata)
 
-Online, it runs on the connection that `plinth.migrations.upgrade` (or any
-caller) put in ``config.attributes["connection"]``; run by the plain
-``alembic`` command, it opens a `Database` of its own.
+Online, it runs on what the caller put in ``config.attributes["connection"]``:
+a `Connection` (`plinth.migrations.upgrade` passes one), or an `Engine` or
+`AsyncEngine` (pytest-alembic passes its ``alembic_engine``). Run by the plain
+``alembic`` command, with nothing there, it opens a `Database` of its own.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext, MigrationInfo
+from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from plinth.errors import MigrationError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection, MetaData
+    from sqlalchemy import MetaData
 
 __all__ = ["run_env"]
 
@@ -42,12 +47,24 @@ def run_env(target_metadata: MetaData | None, **configure: Any) -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    connection = context.config.attributes.get("connection")
-    if connection is None:
+    given = context.config.attributes.get("connection")
+    if given is None:
         # Run by the plain `alembic` command: no loop is running yet.
         asyncio.run(_run_standalone(context.config, options))
-        return
-    _run_online(connection, options)
+    elif isinstance(given, AsyncEngine):
+        # pytest-alembic and other tools hand over an engine, from synchronous code.
+        asyncio.run(_run_on_engine(given, options))
+    elif isinstance(given, Engine):
+        with given.connect() as connection:
+            _run_online(connection, options)
+            connection.commit()
+    elif isinstance(given, Connection):
+        _run_online(given, options)
+    else:
+        raise MigrationError(
+            f'config.attributes["connection"] is a {type(given).__name__}; pass a Connection '
+            "(e.g. from AsyncConnection.run_sync), an Engine or an AsyncEngine"
+        )
 
 
 def _run_online(connection: Connection, options: dict[str, Any]) -> None:
@@ -69,7 +86,11 @@ def _run_online(connection: Connection, options: dict[str, Any]) -> None:
 async def _run_standalone(config: Config, options: dict[str, Any]) -> None:
     from plinth.db.database import Database
 
-    async with Database() as database, database.engine.connect() as connection:
-        config.attributes["connection"] = connection
+    async with Database() as database:
+        await _run_on_engine(database.engine, options)
+
+
+async def _run_on_engine(engine: AsyncEngine, options: dict[str, Any]) -> None:
+    async with engine.connect() as connection:
         await connection.run_sync(lambda sync: _run_online(sync, options))
         await connection.commit()

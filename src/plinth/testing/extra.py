@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-__all__ = ["INSTALL", "missing_testing_extra", "unavailable_fixture"]
+__all__ = ["INSTALL", "async_fixture", "missing_testing_extra", "unavailable_fixture"]
 
 INSTALL = "pip install 'plinth-pg[testing]'"
 
@@ -53,3 +53,12 @@ def unavailable_fixture(
         return pytest.fixture(scope=scope, name=function.__name__)(unavailable)  # type: ignore[call-overload]
 
     return decorate
+
+
+if TYPE_CHECKING:
+    from pytest_asyncio import fixture as async_fixture
+else:
+    try:
+        from pytest_asyncio import fixture as async_fixture
+    except ModuleNotFoundError:
+        async_fixture = unavailable_fixture

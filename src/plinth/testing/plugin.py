@@ -41,18 +41,10 @@ from plinth import migrations
 from plinth.db.scratch import create_database, drop_database, scratch_database, small_engine
 from plinth.db.settings import parse_database_url, redact
 from plinth.project import AppSpec, find_app, start_announced, stop_announced
-from plinth.testing.extra import missing_testing_extra
+from plinth.testing.extra import async_fixture, missing_testing_extra
 
 if TYPE_CHECKING:
     from plinth.embedded.postgres import EmbeddedServer
-
-if TYPE_CHECKING:
-    from pytest_asyncio import fixture as async_fixture
-else:
-    try:
-        from pytest_asyncio import fixture as async_fixture
-    except ModuleNotFoundError:  # without the `testing` extra: see `plinth.testing.extra`
-        from plinth.testing.extra import unavailable_fixture as async_fixture
 
 __all__ = [
     "TestDatabases",
