@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from plinth.db.engine import (
     check_production_connection,
     connect_with_retries,
+    discard_dead_connections,
     engine_arguments,
     reason,
 )
@@ -125,6 +126,8 @@ class Database(Service):
             raise
         # Reads outside a write cost one round trip, not BEGIN/SELECT/ROLLBACK.
         enable_lean_reads(engine.sync_engine)
+        # Never hand out a connection the server has closed (a restart, a failover).
+        discard_dead_connections(engine.sync_engine)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._state = State.STARTED
