@@ -28,6 +28,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import String, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -121,6 +122,42 @@ async def test_a_connection_the_server_closed_is_never_handed_out(
         assert pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await database.close()
+
+
+async def test_a_connection_closed_in_the_middle_of_a_unit_of_work_is_a_503(
+    private: PrivateServer,
+) -> None:
+    """The same race between two statements of one unit of work: nothing can
+    save that request (its connection is gone), but it is a lost connection,
+    a 503, and the pool replaces the connection."""
+    database = Database(settings(private.url(), pool_size=1, max_overflow=0))
+    await database.start()
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        pids: list[int] = []
+        with pytest.raises(DBAPIError) as caught:
+            await _read_then_write_across_a_termination(database, private, pids)
+        assert "another operation (2) is in progress" in str(caught.value)
+        assert caught.value.connection_invalidated
+        assert isinstance(translate_outage(caught.value), DatabaseUnavailableError)
+        assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        async with database.transaction() as session:
+            assert await session.scalar(select(_backend_pid())) != pids[0]
+    finally:
+        await database.close()
+
+
+async def _read_then_write_across_a_termination(
+    database: Database, private: PrivateServer, pids: list[int]
+) -> None:
+    async with database.transaction() as session:
+        pids.append(await session.scalar(select(_backend_pid())))
+        private.terminate(pids[0])
+        await asyncio.sleep(0)  # the loop reads the FATAL message
+        await asyncio.sleep(0)
+        session.add(Item(key="lost"))
+        await session.flush()
 
 
 def _backend_pid() -> Any:
