@@ -15,6 +15,7 @@ from plinth.errors import CacheUnavailableError as CacheUnavailableError
 from plinth.errors import ConfigurationError as ConfigurationError
 from plinth.errors import Conflict as Conflict
 from plinth.errors import ConstraintViolation as ConstraintViolation
+from plinth.errors import DatabaseBusyError as DatabaseBusyError
 from plinth.errors import DatabaseStateError as DatabaseStateError
 from plinth.errors import DatabaseUnavailableError as DatabaseUnavailableError
 from plinth.errors import DataError as DataError
@@ -46,6 +47,7 @@ __all__ = [
     "ConstraintViolation",
     "DataError",
     "Database",
+    "DatabaseBusyError",
     "DatabaseSettings",
     "DatabaseStateError",
     "DatabaseUnavailableError",

@@ -6,7 +6,9 @@ The hierarchy::
     ├── ConfigurationError          a setting is missing, malformed or unsafe
     │   └── EncryptionKeyError          encryption keys missing, malformed or not matching
     ├── DatabaseStateError          a Database used before start, or after close
-    ├── DatabaseUnavailableError    PostgreSQL cannot be reached (after retries)
+    ├── DatabaseUnavailableError    PostgreSQL cannot be reached, or the connection
+    │   │                           was lost                         (HTTP 503)
+    │   └── DatabaseBusyError           no pooled connection came free in time (HTTP 503)
     ├── EmbeddedServerError         the embedded PostgreSQL failed to start or stop
     ├── ServiceStateError           a Cache or Storage used before start, or after close
     ├── CacheUnavailableError       Redis cannot be reached (after retries)
@@ -26,8 +28,10 @@ Messages never contain a password: URLs are rendered with
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DontWrapMixin
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "Conflict",
     "ConstraintViolation",
     "DataError",
+    "DatabaseBusyError",
     "DatabaseStateError",
     "DatabaseUnavailableError",
     "EmbeddedServerError",
@@ -47,6 +52,7 @@ __all__ = [
     "ServiceStateError",
     "StorageUnavailableError",
     "translate_dbapi_error",
+    "translate_outage",
 ]
 
 
@@ -72,6 +78,10 @@ class DatabaseStateError(PlinthError, RuntimeError):
 
 class DatabaseUnavailableError(PlinthError, ConnectionError):
     """PostgreSQL could not be reached, or refused the connection."""
+
+
+class DatabaseBusyError(DatabaseUnavailableError):
+    """Every pooled connection stayed in use for ``DB_POOL_TIMEOUT`` seconds."""
 
 
 class EmbeddedServerError(PlinthError, RuntimeError):
@@ -176,4 +186,62 @@ def translate_dbapi_error(exc: BaseException) -> DataError | None:
         return ConstraintViolation(f"{kind} constraint{named} violated", constraint=constraint)
     if sqlstate in _INVALID_STATES:
         return InvalidValue(_INVALID_STATES[sqlstate])
+    return None
+
+
+# Connection exceptions (class 08), a server shutting down or starting (57P0x),
+# too many connections (53300): the server is away or full, not the data wrong.
+_OUTAGE_STATES = {"57P01", "57P02", "57P03", "57P05", "53300"}
+# libpq's words for the same (psycopg reports a failed connection without a SQLSTATE).
+_OUTAGE_FATAL = ("database system is", "too many clients", "connection slots are reserved")
+_DRIVER_MODULES = ("sqlalchemy.", "asyncpg.", "psycopg.", "psycopg_pool.")
+
+
+def _raised_by_driver(exc: BaseException) -> bool:
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_globals.get("__name__", "").startswith(_DRIVER_MODULES):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def translate_outage(exc: BaseException) -> DatabaseUnavailableError | None:
+    """Return the 503 error that a driver or pool error stands for, or None.
+
+    - the pool's checkout timeout (``DB_POOL_TIMEOUT``): `DatabaseBusyError`;
+    - a connection lost (SQLAlchemy invalidated it), refused, reset or timed
+      out, a server shutting down or starting up, too many connections:
+      `DatabaseUnavailableError`.
+
+    Anything else (a wrong password, a missing database, a bug) is None: it
+    stays a server error. A plain ``ConnectionError``/``TimeoutError`` counts
+    only when raised inside SQLAlchemy or a driver, not by other client code.
+    """
+    if isinstance(exc, DatabaseUnavailableError):
+        return exc
+    if isinstance(exc, sa_exc.TimeoutError):
+        return DatabaseBusyError("database busy: no pooled connection came free in time")
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return DatabaseUnavailableError("database connection lost")
+        orig = exc.orig
+        sqlstate = _first([orig], ("sqlstate",), ("pgcode",))
+        if sqlstate is not None:
+            if sqlstate.startswith("08") or sqlstate in _OUTAGE_STATES:
+                return DatabaseUnavailableError("database unavailable")
+            return None
+        if isinstance(orig, OSError | TimeoutError) or isinstance(
+            getattr(orig, "__cause__", None), OSError | TimeoutError
+        ):
+            return DatabaseUnavailableError("database unreachable")
+        if isinstance(exc, sa_exc.OperationalError) and exc.statement is None:
+            # psycopg failed to connect: final if the server itself refused us.
+            message = str(orig)
+            if "FATAL:" not in message or any(hint in message for hint in _OUTAGE_FATAL):
+                return DatabaseUnavailableError("database unreachable")
+        return None
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror) and _raised_by_driver(exc):
+        # asyncpg's connect raises these as they are (refused, reset, timed out).
+        return DatabaseUnavailableError("database unreachable")
     return None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends
 from sqlalchemy import URL, func, select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -31,12 +32,13 @@ from sqlalchemy.orm import Session
 from plinth.db.engine import (
     check_production_connection,
     connect_with_retries,
+    discard_dead_connections,
     engine_arguments,
     reason,
 )
 from plinth.db.lean_reads import enable_lean_reads
 from plinth.db.settings import DatabaseSettings, redact
-from plinth.errors import DatabaseStateError, DatabaseUnavailableError
+from plinth.errors import DatabaseBusyError, DatabaseStateError, DatabaseUnavailableError
 from plinth.lifecycle import Ping, Service, State, elapsed_ms, run_to_completion
 
 if TYPE_CHECKING:
@@ -125,6 +127,8 @@ class Database(Service):
             raise
         # Reads outside a write cost one round trip, not BEGIN/SELECT/ROLLBACK.
         enable_lean_reads(engine.sync_engine)
+        # Never hand out a connection the server has closed (a restart, a failover).
+        discard_dead_connections(engine.sync_engine)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._state = State.STARTED
@@ -191,12 +195,15 @@ class Database(Service):
             self._bound = None
 
     async def ping(self, timeout: float = 2.0) -> Ping:
-        """Run ``SELECT 1`` within `timeout` seconds; raise `DatabaseUnavailableError`."""
+        """Run ``SELECT 1`` within `timeout` seconds; raise `DatabaseUnavailableError`
+        (`DatabaseBusyError` when no pooled connection came free in time)."""
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout), self.sessionmaker() as session:
                 # A plain read: one round trip, no BEGIN/ROLLBACK (plinth.db.lean_reads).
                 version = await session.scalar(select(func.current_setting("server_version")))
+        except PoolTimeoutError as exc:
+            raise DatabaseBusyError("no pooled connection came free in time") from exc
         except (TimeoutError, OSError, DBAPIError) as exc:
             raise DatabaseUnavailableError(reason(exc)) from exc
         return Ping(elapsed_ms(started), str(version).split()[0])

@@ -4,20 +4,25 @@ libpq spellings in the URL (``sslmode``, ``sslrootcert``, ...) are translated
 here for asyncpg, which rejects them as keyword arguments. Start-up connects
 with retries and exponential backoff, because a container often starts before
 its database does; errors that no retry can fix (a wrong password, a missing
-database) fail at once.
+database) fail at once. `discard_dead_connections` keeps the pool from handing
+out a connection that the server has already closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import select
+import socket
 import ssl
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import URL, text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import URL, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from plinth.db.settings import (
     ASYNCPG_NUMBERS,
@@ -29,7 +34,14 @@ from plinth.db.settings import (
 from plinth.errors import ConfigurationError, DatabaseUnavailableError
 from plinth.lifecycle import retry_with_backoff
 
-__all__ = ["check_production_connection", "connect_with_retries", "engine_arguments", "reason"]
+__all__ = [
+    "check_production_connection",
+    "connect_with_retries",
+    "discard_dead_connections",
+    "engine_arguments",
+    "peer_closed",
+    "reason",
+]
 
 logger = logging.getLogger("plinth")
 
@@ -184,3 +196,70 @@ async def connect_with_retries(engine: AsyncEngine, retries: int, delay: float) 
         error=DatabaseUnavailableError,
         catch=(OSError, TimeoutError, DBAPIError),
     )
+
+
+def peer_closed(transport: Any) -> bool:
+    """Whether the server has closed the TCP connection under `transport`
+    although the event loop has not yet read the end of the stream.
+
+    A zero-timeout poll (~1 µs), and a non-blocking ``recv(MSG_PEEK)`` only
+    when something is waiting to be read: no round trip, nothing consumed.
+    """
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    fd = sock.fileno()
+    if fd < 0:
+        return True
+    if not _readable(fd):
+        return False  # the usual case: an idle connection has nothing to read
+    # A socket object on the same descriptor (detached below, so never closed);
+    # asyncio's own wrapper refuses recv.
+    peek = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
+    try:
+        return peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True  # reset by the peer
+    finally:
+        peek.detach()
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        return bool(poll.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - no poll(2)
+
+
+def _check_asyncpg_connection(
+    dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+) -> None:
+    # When PostgreSQL shuts down (or a backend is terminated) it sends an idle
+    # connection "FATAL: terminating connection" and closes it. asyncpg reads
+    # that message with no operation in progress and leaves its protocol in
+    # an error state until it reads the end of the stream, one event loop
+    # iteration later; a statement sent in between fails with
+    # "InternalClientError: cannot switch to state 12; another operation (2)
+    # is in progress". Raising DisconnectionError makes the pool discard this
+    # connection and check out another (up to three times).
+    driver = dbapi_connection.driver_connection
+    if driver.is_closed() or peer_closed(getattr(driver, "_transport", None)):
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+def discard_dead_connections(engine: Engine) -> bool:
+    """Make `engine`'s pool discard, at checkout, connections the server closed.
+
+    Costs one non-blocking system call per checkout, no round trip (unlike
+    ``pool_pre_ping``). Returns False, changing nothing, unless the driver is
+    asyncpg: psycopg only reads a server's message when it waits for a result,
+    and reports a closed connection as a disconnect.
+    """
+    if engine.dialect.driver != "asyncpg":
+        return False
+    if not event.contains(engine, "checkout", _check_asyncpg_connection):
+        event.listen(engine, "checkout", _check_asyncpg_connection)
+    return True

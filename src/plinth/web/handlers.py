@@ -1,5 +1,10 @@
 """FastAPI exception handlers: bad data is a 4xx with a JSON body, never a 500.
 
+A database that is away (refused, lost, restarting) or busy (no pooled
+connection came free within ``DB_POOL_TIMEOUT``) is a 503 with a JSON body and
+a ``Retry-After`` header: a handled response, so the client's keep-alive
+connection stays open.
+
 Pass `exception_handlers` to ``FastAPI(exception_handlers=...)``. Handlers are
 wired at construction because Starlette builds its middleware stack before
 the lifespan runs.
@@ -7,17 +12,21 @@ the lifespan runs.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from plinth.errors import (
     CacheUnavailableError,
+    DatabaseBusyError,
     DatabaseUnavailableError,
     DataError,
     StorageUnavailableError,
     translate_dbapi_error,
+    translate_outage,
 )
 
 if TYPE_CHECKING:
@@ -27,7 +36,10 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["exception_handlers"]
+__all__ = ["RETRY_AFTER_SECONDS", "exception_handlers"]
+
+RETRY_AFTER_SECONDS = 1
+"""The ``Retry-After`` of a database 503: a restart or a burst is over in seconds."""
 
 
 def _body(error: DataError) -> JSONResponse:
@@ -46,14 +58,33 @@ async def _driver_error(request: Request, exc: Exception) -> Response:
     error = translate_dbapi_error(exc)
     if error is not None:
         return _body(error)
+    outage = translate_outage(exc)
+    if outage is not None:
+        return _outage_body(outage)
     if isinstance(exc, IntegrityError):
         return JSONResponse({"detail": "integrity error"}, status_code=409)
     # Not the client's data: Starlette's error middleware logs it and answers 500.
     raise exc
 
 
+def _outage_body(error: DatabaseUnavailableError) -> JSONResponse:
+    detail = "database busy" if isinstance(error, DatabaseBusyError) else "database unavailable"
+    return JSONResponse(
+        {"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+    assert isinstance(exc, DatabaseUnavailableError)
+    return _outage_body(exc)
+
+
+async def _outage(request: Request, exc: Exception) -> Response:
+    # The pool's checkout timeout, or a connection refused/reset/timed out in the driver.
+    error = translate_outage(exc)
+    if error is None:
+        raise exc  # not the database's: Starlette logs it and answers 500
+    return _outage_body(error)
 
 
 async def _cache_unavailable(request: Request, exc: Exception) -> Response:
@@ -72,6 +103,10 @@ exception_handlers: dict[
     # asyncpg's adapter raises plain DBAPIError for many data exceptions (22xxx).
     DBAPIError: _driver_error,
     DatabaseUnavailableError: _unavailable,
+    PoolTimeoutError: _outage,
+    ConnectionError: _outage,
+    TimeoutError: _outage,
+    socket.gaierror: _outage,
     CacheUnavailableError: _cache_unavailable,
     StorageUnavailableError: _storage_unavailable,
 }

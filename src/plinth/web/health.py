@@ -4,7 +4,10 @@ Liveness says the process answers; it never touches the database, so a
 database outage does not get healthy processes restarted. Readiness runs
 ``SELECT 1`` within a timeout, reports latency and pool usage, and checks that
 the database is at the migration head: a replica whose schema is behind its
-code should not receive traffic. A 503 carries a short reason and never a URL.
+code should not receive traffic. A 503 carries a short reason and never a URL,
+and tells an exhausted pool ("pool exhausted (15 of 15 in use)": the server
+answers, this process is overloaded) from a server that does not answer
+("database unreachable: ...").
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from plinth.db.database import Database
-from plinth.errors import DatabaseStateError, DatabaseUnavailableError
+from plinth.errors import DatabaseBusyError, DatabaseStateError, DatabaseUnavailableError
 from plinth.migrations.config import heads
 
 __all__ = ["health_router", "readiness"]
@@ -47,11 +50,36 @@ def _pool(database: Database) -> dict[str, int] | None:
     return {"size": pool.size(), "checked_out": pool.checkedout(), "overflow": pool.overflow()}
 
 
+def _exhausted(database: Database) -> str | None:
+    """ "pool exhausted (N of N in use)" when no connection can be checked out now."""
+    try:
+        pool: Any = database.engine.pool
+    except DatabaseStateError:
+        return None
+    max_overflow = getattr(pool, "_max_overflow", None)
+    if not callable(getattr(pool, "size", None)) or max_overflow is None or max_overflow < 0:
+        return None  # not a bounded queue pool
+    capacity = pool.size() + max_overflow
+    in_use = pool.checkedout()
+    return f"pool exhausted ({in_use} of {capacity} in use)" if in_use >= capacity else None
+
+
+def _busy(reason: str, database: Database) -> tuple[bool, dict[str, Any]]:
+    return False, {"status": "unavailable", "reason": reason, "pool": _pool(database)}
+
+
 async def readiness(database: Database, timeout: float = 2.0) -> tuple[bool, dict[str, Any]]:
     """Whether the app may take traffic, and the report that says why."""
+    exhausted = _exhausted(database)
+    if exhausted is not None:
+        # The ping would wait for a free connection and time out like a dead server.
+        return _busy(exhausted, database)
     try:
         ping = await database.ping(timeout)
     except (DatabaseUnavailableError, DatabaseStateError) as exc:
+        exhausted = _exhausted(database)  # the pool may have filled up meanwhile
+        if exhausted is not None or isinstance(exc, DatabaseBusyError):
+            return _busy(exhausted or "pool exhausted", database)
         return False, {"status": "unavailable", "reason": f"database unreachable: {exc}"}
     report: dict[str, Any] = {
         "status": "ready",
