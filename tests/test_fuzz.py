@@ -30,7 +30,7 @@ schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
 
 APPS = Path(__file__).parents[1] / "apps"
-EXAMPLES = int(os.environ.get("PLINTH_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("PLINTH_FUZZ_EXAMPLES", "25"))
 """Examples per operation and mode; ~60 s for the four apps on two shared cores."""
 
 
