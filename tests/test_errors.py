@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from plinth import Conflict, ConstraintViolation, InvalidValue, exception_handlers
-from plinth.errors import translate_dbapi_error
+from plinth.driver_errors import translate_dbapi_error
 
 SCHEMA = (
     "CREATE TABLE things (id int PRIMARY KEY, code varchar(3) UNIQUE, "

@@ -33,8 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from plinth import Database, DatabaseSettings, exception_handlers, health_router
+from plinth.driver_errors import translate_outage
 from plinth.embedded import EmbeddedServer, start_embedded
-from plinth.errors import DatabaseBusyError, DatabaseUnavailableError, translate_outage
+from plinth.errors import DatabaseBusyError, DatabaseUnavailableError
 
 ENV = "PLINTH_EMBEDDED_DIR"
 

@@ -22,7 +22,7 @@ from plinth import (
     readiness,
 )
 from plinth.db.engine import engine_arguments
-from plinth.errors import translate_dbapi_error
+from plinth.driver_errors import translate_dbapi_error
 
 pytest_plugins = ["pytester"]
 

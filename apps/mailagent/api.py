@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from mailagent.db import Session, database
 from mailagent.models import User
 from mailagent.schemas import UserIn, UserOut, UserUpdate
-from plinth import Database, DatabaseStateError, DatabaseUnavailableError, NotFound
+from plinth import Database, DatabaseStateError, DatabaseUnavailableError, Int4Id, NotFound
 
 router = APIRouter(prefix="/api/v1")
 
@@ -63,12 +63,12 @@ async def create_user(body: UserIn, session: Session) -> UserOut:
 
 
 @router.get("/users/{user_id}", tags=["users"])
-async def get_user(user_id: int, session: Session) -> UserOut:
+async def get_user(user_id: Int4Id, session: Session) -> UserOut:
     return UserOut.model_validate(await _get(session, user_id))
 
 
 @router.patch("/users/{user_id}", tags=["users"])
-async def update_user(user_id: int, body: UserUpdate, session: Session) -> UserOut:
+async def update_user(user_id: Int4Id, body: UserUpdate, session: Session) -> UserOut:
     user = await _get(session, user_id)
     for field, value in body.model_dump(exclude_unset=True).items():
         setattr(user, field, value)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from plinth import PgText
+
 
 class UserIn(BaseModel):
-    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
-    telegram_id: str | None = Field(default=None, max_length=100)
-    telegram_username: str | None = Field(default=None, max_length=100)
-    gmail_oauth_token: str | None = None
-    gmail_refresh_token: str | None = None
+    email: Annotated[PgText, Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")]
+    telegram_id: Annotated[PgText, Field(max_length=100)] | None = None
+    telegram_username: Annotated[PgText, Field(max_length=100)] | None = None
+    gmail_oauth_token: PgText | None = None
+    gmail_refresh_token: PgText | None = None
 
 
 class UserUpdate(BaseModel):
-    telegram_id: str | None = Field(default=None, max_length=100)
-    telegram_username: str | None = Field(default=None, max_length=100)
+    telegram_id: Annotated[PgText, Field(max_length=100)] | None = None
+    telegram_username: Annotated[PgText, Field(max_length=100)] | None = None
     is_active: bool | None = None
     onboarding_completed: bool | None = None
 

@@ -30,7 +30,7 @@ from pdftranslate.schemas import (
     UserIn,
     UserOut,
 )
-from plinth import Cache, CacheUnavailableError, NotFound, PlinthError
+from plinth import Cache, CacheUnavailableError, Limit, NotFound, PgText, PlinthError
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -110,7 +110,7 @@ async def create_translation(
     cache: CacheDep,
     storage: StorageDep,
     source_lang: Lang | None = None,
-    filename: Annotated[str, Query(min_length=1, max_length=255)] = "document.pdf",
+    filename: Annotated[PgText, Query(min_length=1, max_length=255)] = "document.pdf",
 ) -> TranslationOut:
     """Upload a PDF (the request body, ``Content-Type: application/pdf``) to translate."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/pdf":
@@ -157,7 +157,7 @@ async def list_translations(
     tenant: Tenant,
     session: Session,
     status: TranslationStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Limit = 20,
 ) -> list[TranslationOut]:
     query = select(Translation).where(
         Translation.tenant_id == tenant, Translation.user_id == user_id

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pdftranslate.models import SubscriptionTier, TranslationStatus
+from plinth import Int4, PgText
 
 Lang = Field(min_length=2, max_length=10, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,4})?$")
 
 
 class UserIn(BaseModel):
-    google_id: str = Field(min_length=1, max_length=255)
+    google_id: Annotated[PgText, Field(min_length=1, max_length=255)]
     # The address Google vouched for; no deliverability check here.
-    email: str = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str | None = Field(default=None, max_length=255)
+    email: Annotated[PgText, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+    name: Annotated[PgText, Field(max_length=255)] | None = None
     subscription_tier: SubscriptionTier = SubscriptionTier.free
 
 
@@ -50,9 +52,9 @@ class TranslationUpdate(BaseModel):
 
     status: TranslationStatus | None = None
     progress: int | None = Field(default=None, ge=0, le=100)
-    page_count: int | None = Field(default=None, ge=0)
-    translated_path: str | None = Field(default=None, max_length=1024)
-    error_message: str | None = None
+    page_count: Annotated[Int4, Field(ge=0)] | None = None
+    translated_path: Annotated[PgText, Field(max_length=1024)] | None = None
+    error_message: PgText | None = None
 
 
 class JobStatus(BaseModel):
@@ -73,8 +75,8 @@ class DownloadLink(BaseModel):
 
 
 class GlossaryIn(BaseModel):
-    term: str = Field(min_length=1, max_length=255)
-    translation: str = Field(min_length=1, max_length=1000)
+    term: Annotated[PgText, Field(min_length=1, max_length=255)]
+    translation: Annotated[PgText, Field(min_length=1, max_length=1000)]
     target_lang: str = Lang
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from plinth import PgText
 from rndcards.models import BatchStatus
 
 
 class UserIn(BaseModel):
-    email: str = Field(max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str = Field(min_length=1, max_length=255)
-    cognito_sub: str = Field(min_length=1, max_length=255)
-    company: str | None = Field(default=None, max_length=255)
+    email: Annotated[PgText, Field(max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")]
+    name: Annotated[PgText, Field(min_length=1, max_length=255)]
+    cognito_sub: Annotated[PgText, Field(min_length=1, max_length=255)]
+    company: Annotated[PgText, Field(max_length=255)] | None = None
 
 
 class UserOut(BaseModel):
@@ -33,7 +34,7 @@ class UserOut(BaseModel):
 
 
 class BatchIn(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
+    name: Annotated[PgText, Field(min_length=1, max_length=255)]
     total_projects: int = Field(ge=1, le=20)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plinth import NotFound, ddl
+from plinth import Limit, NotFound, Offset, PgText, ddl
 from translator.db import Session
 from translator.models import Document, Translation
 from translator.schemas import (
@@ -42,10 +42,10 @@ async def create_document(body: DocumentIn, session: Session) -> DocumentOut:
 @router.get("/documents")
 async def list_documents(
     session: Session,
-    session_id: str | None = None,
+    session_id: Annotated[PgText | None, Query(max_length=255)] = None,
     user_id: uuid.UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> list[DocumentOut]:
     query = select(Document).order_by(Document.created_at.desc(), Document.id)
     if session_id is not None:
@@ -58,7 +58,7 @@ async def list_documents(
 
 @router.get("/documents/search")
 async def search_documents(
-    session: Session, q: Annotated[str, Query(min_length=1)], limit: int = 20
+    session: Session, q: Annotated[PgText, Query(min_length=1, max_length=1000)], limit: Limit = 20
 ) -> list[DocumentOut]:
     query = (
         select(Document)

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from plinth import BoundedJsonObject, Int4, PgText
 
 Status = Literal["pending", "in_progress", "completed", "failed"]
 
 
 class Owner(BaseModel):
     user_id: uuid.UUID | None = None
-    session_id: str | None = Field(default=None, max_length=255)
+    session_id: Annotated[PgText, Field(max_length=255)] | None = None
 
 
 class DocumentIn(Owner):
-    content: str
-    file_name: str = Field(max_length=255)
-    file_size: int
-    source_language: str = Field(max_length=10)
+    content: PgText
+    file_name: Annotated[PgText, Field(max_length=255)]
+    file_size: Int4
+    source_language: Annotated[PgText, Field(max_length=10)]
 
 
 class DocumentOut(DocumentIn):
@@ -32,14 +34,14 @@ class DocumentOut(DocumentIn):
 
 
 class TranslationIn(Owner):
-    target_language: str = Field(max_length=10)
+    target_language: Annotated[PgText, Field(max_length=10)]
 
 
 class TranslationUpdate(BaseModel):
     status: Status | None = None
-    progress_percentage: int | None = None
-    translated_content: str | None = None
-    translation_state: dict[str, Any] | None = None
+    progress_percentage: Int4 | None = None
+    translated_content: PgText | None = None
+    translation_state: BoundedJsonObject | None = None
 
 
 class TranslationOut(TranslationIn):

@@ -35,9 +35,21 @@ from plinth.web.handlers import exception_handlers as exception_handlers
 from plinth.web.health import health_router as health_router
 from plinth.web.health import readiness as readiness
 from plinth.web.limits import BodySizeLimit as BodySizeLimit
+from plinth.web.params import BoundedJson as BoundedJson
+from plinth.web.params import BoundedJsonObject as BoundedJsonObject
+from plinth.web.params import Int4 as Int4
+from plinth.web.params import Int4Id as Int4Id
+from plinth.web.params import Int8 as Int8
+from plinth.web.params import Int8Id as Int8Id
+from plinth.web.params import Limit as Limit
+from plinth.web.params import Offset as Offset
+from plinth.web.params import PgText as PgText
+from plinth.web.params import limit_bounds as limit_bounds
 
 __all__ = [
     "BodySizeLimit",
+    "BoundedJson",
+    "BoundedJsonObject",
     "Cache",
     "CacheScope",
     "CacheSettings",
@@ -54,12 +66,19 @@ __all__ = [
     "EmbeddedServerError",
     "EncryptedText",
     "EncryptionKeyError",
+    "Int4",
+    "Int4Id",
+    "Int8",
+    "Int8Id",
     "InvalidValue",
     "Keyring",
+    "Limit",
     "MigrationError",
     "MigrationSettings",
     "NotFound",
+    "Offset",
     "Page",
+    "PgText",
     "Ping",
     "PlinthError",
     "Repository",
@@ -70,6 +89,7 @@ __all__ = [
     "ddl",
     "exception_handlers",
     "health_router",
+    "limit_bounds",
     "migrations",
     "readiness",
 ]

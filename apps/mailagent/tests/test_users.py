@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailagent.models import User
 from plinth import Conflict, Keyring
-from plinth.errors import translate_dbapi_error
+from plinth.driver_errors import translate_dbapi_error
 
 TOKEN = "ya29.a0AfH6SMBx-access-token"
 REFRESH = "1//0g-refresh-token"

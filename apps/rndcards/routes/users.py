@@ -13,7 +13,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from plinth import NotFound
+from plinth import Limit, NotFound, Offset, PgText
 from rndcards.db import Session
 from rndcards.repositories import BatchRepository, UserRepository
 from rndcards.schemas import BatchIn, BatchOut, UserIn, UserOut
@@ -41,7 +41,7 @@ async def create_user(body: UserIn, users: Users) -> UserOut:
 
 
 @router.get("")
-async def find_user(users: Users, email: Annotated[str, Query(max_length=255)]) -> UserOut:
+async def find_user(users: Users, email: Annotated[PgText, Query(max_length=255)]) -> UserOut:
     """The user with this e-mail."""
     user = await users.get_by_email(email)
     if user is None:
@@ -75,8 +75,8 @@ async def create_batch(user_id: UUID, body: BatchIn, users: Users, batches: Batc
 async def list_batches(
     user_id: UUID,
     batches: Batches,
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 10,
+    offset: Offset = 0,
 ) -> list[BatchOut]:
     """The user's batches, newest first, archived ones left out."""
     rows = await batches.list_by_user(user_id, limit=limit, offset=offset)

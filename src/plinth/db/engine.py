@@ -31,6 +31,7 @@ from plinth.db.settings import (
     redact,
     server_options,
 )
+from plinth.driver_errors import TRY_LATER_MESSAGES
 from plinth.errors import ConfigurationError, DatabaseUnavailableError
 from plinth.lifecycle import retry_with_backoff
 
@@ -47,8 +48,6 @@ logger = logging.getLogger("plinth")
 
 # Server answers that mean "try again later"; anything else with a SQLSTATE is final.
 _TRANSIENT_SQLSTATES = {"57P03", "53300", "08000", "08001", "08006", "57P01"}
-# The same conditions as libpq words them (57P03, 53300), for psycopg's SQLSTATE-less errors.
-_TRANSIENT_FATAL = ("database system is", "too many clients", "connection slots are reserved")
 
 
 def _ssl_context(query: Mapping[str, Any]) -> ssl.SSLContext | str:
@@ -141,7 +140,7 @@ def _is_transient(exc: BaseException) -> bool:
             # libpq (psycopg) reports a failed connection attempt without a SQLSTATE;
             # a refusal by the server itself ("FATAL: ...") is final unless it says "later".
             message = str(exc.orig)
-            return "FATAL:" not in message or any(hint in message for hint in _TRANSIENT_FATAL)
+            return "FATAL:" not in message or any(hint in message for hint in TRY_LATER_MESSAGES)
         return isinstance(exc, OperationalError | InterfaceError) and exc.connection_invalidated
     return False
 

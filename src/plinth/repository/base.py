@@ -53,7 +53,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapper
 from sqlalchemy.orm.interfaces import ORMOption
 
-from plinth.errors import ConfigurationError, NotFound, translate_dbapi_error
+from plinth.driver_errors import translate_dbapi_error
+from plinth.errors import ConfigurationError, NotFound
 from plinth.repository import mapping
 from plinth.repository.pagination import (
     OrderBy,

@@ -25,7 +25,7 @@ from sqlalchemy import Column, Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapper
 
-from plinth.errors import translate_dbapi_error
+from plinth.driver_errors import translate_dbapi_error
 
 __all__ = ["BATCH_ROWS", "bulk_insert"]
 

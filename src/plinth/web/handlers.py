@@ -12,26 +12,26 @@ the lifespan runs.
 
 from __future__ import annotations
 
+import json
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from plinth.driver_errors import translate_dbapi_error, translate_outage
 from plinth.errors import (
     CacheUnavailableError,
     DatabaseBusyError,
     DatabaseUnavailableError,
     DataError,
     StorageUnavailableError,
-    translate_dbapi_error,
-    translate_outage,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
-    from typing import Any
 
     from starlette.requests import Request
     from starlette.responses import Response
@@ -52,6 +52,27 @@ def _body(error: DataError) -> JSONResponse:
 async def _data_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DataError)
     return _body(exc)
+
+
+class _AsciiJSONResponse(JSONResponse):
+    """JSON escaped to ASCII: a lone surrogate in a location renders as ``\\ud800``."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, without the rejected input: no request data goes back out.
+
+    FastAPI's own handler echoes each invalid value (``input``), and fails
+    with a 500 when that value holds a lone surrogate.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"type": error.get("type"), "loc": list(error.get("loc", ())), "msg": error.get("msg")}
+        for error in exc.errors()
+    ]
+    return _AsciiJSONResponse({"detail": errors}, status_code=422)
 
 
 async def _driver_error(request: Request, exc: Exception) -> Response:
@@ -99,9 +120,14 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
 exception_handlers: dict[
     int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]
 ] = {
+    RequestValidationError: _validation_error,
     DataError: _data_error,
     # asyncpg's adapter raises plain DBAPIError for many data exceptions (22xxx).
     DBAPIError: _driver_error,
+    # A value refused before it reached the driver (a bind processor failed)...
+    StatementError: _driver_error,
+    # ...or by psycopg's encoder, which lets a lone surrogate's error out unwrapped.
+    UnicodeEncodeError: _driver_error,
     DatabaseUnavailableError: _unavailable,
     PoolTimeoutError: _outage,
     ConnectionError: _outage,
