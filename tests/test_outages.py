@@ -371,7 +371,13 @@ async def test_an_exhausted_pool_is_a_quick_503_and_readiness_says_so(
                     ready_after = time.monotonic() - started
                     assert status == 503
                     assert report["reason"] == "pool exhausted (1 of 1 in use)"
-                    assert report["pool"]["checked_out"] == 1
+                    assert report["pool"] == {
+                        "size": 1,
+                        "in_use": 1,
+                        "idle": 0,
+                        "overflow_in_use": 0,
+                        "max_overflow": 0,
+                    }
                 status, _, body = await _http(stream, "GET", "/items/count")
                 assert (status, body) == (200, {"count": 0})
             finally:

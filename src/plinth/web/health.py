@@ -43,24 +43,32 @@ async def _current_revisions(database: Database) -> tuple[str, ...]:
 
 
 def _pool(database: Database) -> dict[str, int] | None:
+    """The pool in a reader's words: connections kept (``size``), ``in_use``,
+    ``idle``, and how many of the ``max_overflow`` extra ones are in use."""
     try:
         pool: Any = database.engine.pool
     except DatabaseStateError:
         return None
-    return {"size": pool.size(), "checked_out": pool.checkedout(), "overflow": pool.overflow()}
+    if not callable(getattr(pool, "size", None)):
+        return None  # not a queue pool (NullPool, a test's StaticPool)
+    max_overflow = getattr(pool, "_max_overflow", -1)
+    return {
+        "size": pool.size(),
+        "in_use": pool.checkedout(),
+        "idle": pool.checkedin(),
+        # SQLAlchemy's overflow() counts down from -size until the pool is full.
+        "overflow_in_use": max(0, pool.overflow()),
+        "max_overflow": max_overflow,
+    }
 
 
 def _exhausted(database: Database) -> str | None:
     """ "pool exhausted (N of N in use)" when no connection can be checked out now."""
-    try:
-        pool: Any = database.engine.pool
-    except DatabaseStateError:
-        return None
-    max_overflow = getattr(pool, "_max_overflow", None)
-    if not callable(getattr(pool, "size", None)) or max_overflow is None or max_overflow < 0:
-        return None  # not a bounded queue pool
-    capacity = pool.size() + max_overflow
-    in_use = pool.checkedout()
+    pool = _pool(database)
+    if pool is None or pool["max_overflow"] < 0:
+        return None  # an unbounded pool is never exhausted
+    capacity = pool["size"] + pool["max_overflow"]
+    in_use = pool["in_use"]
     return f"pool exhausted ({in_use} of {capacity} in use)" if in_use >= capacity else None
 
 
