@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -115,3 +116,40 @@ def test_init_refuses_a_package_name_python_cannot_import(tmp_path: Path, name: 
     assert result.returncode == 1
     assert "is not a valid Python package name" in result.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_every_entry_point_finds_one_embedded_database(tmp_path: Path) -> None:
+    """`plinth`, the plain `alembic` command and pytest: one server, the app's database."""
+    from plinth.embedded import embedded_data_dir
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "PYTEST"))}
+    env.pop("PLINTH_EMBEDDED_DIR", None)
+    project = tmp_path / "notes-service"
+    assert run([str(BIN / "plinth"), "init", str(project)], tmp_path, env).returncode == 0
+    app = project / "notes_service"
+    data_dir = embedded_data_dir(project)
+    assert embedded_data_dir(app) == embedded_data_dir(app / "migrations") == data_dir
+    try:
+        revised = run(
+            [str(BIN / "plinth"), "db", "revision", "-m", "notes", "--app", "notes_service"],
+            project,
+            env,
+        )
+        assert revised.returncode == 0, revised.stderr
+        assert f"(data: {data_dir})" in revised.stderr
+        (revision,) = (app / "migrations" / "versions").glob("*_notes.py")
+        rev_id = revision.name.split("_")[1]
+        # From inside the app's directory, as someone might run it.
+        upgraded = run([str(BIN / "plinth"), "db", "upgrade", "--app", "."], app, env)
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert f"(data: {data_dir})" in upgraded.stderr
+        # The plain alembic command, through the generated alembic.ini and env.py.
+        current = run([str(BIN / "alembic"), "current"], project, env)
+        assert current.returncode == 0, current.stderr
+        assert f"{rev_id} (head)" in current.stdout
+        tested = run([str(BIN / "pytest"), "-p", "no:cacheprovider", "-q", "-s"], project, env)
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert f"(data: {data_dir})" in tested.stdout + tested.stderr
+    finally:
+        # The last user stopped the server; this test's cluster goes with its project.
+        shutil.rmtree(data_dir.parent, ignore_errors=True)

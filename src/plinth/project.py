@@ -15,6 +15,7 @@ same way everywhere.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from collections.abc import Iterator
@@ -111,18 +112,24 @@ def find_app(path: Path | str = ".") -> AppSpec:
 
 
 @contextmanager
-def resolve_database_url(settings: DatabaseSettings, project: Path) -> Iterator[URL]:
-    """`DATABASE_URL`, or the embedded server's URL while the block runs.
+def resolve_database_url(settings: DatabaseSettings, app_dir: Path) -> Iterator[URL]:
+    """`DATABASE_URL`, or while the block runs the app's own database on the
+    embedded server of its project (created on first use).
 
-    On exit the embedded server is stopped unless another process (another
-    `plinth serve`, a test run) still uses it.
+    One server per project (`plinth.embedded.project_root`), one database per
+    app on it, named after the app's package: ``plinth``, the app itself under
+    uvicorn and the plain ``alembic`` command all find the same one. On exit
+    the embedded server is stopped unless another process (another `plinth
+    serve`, a test run) still uses it.
     """
     if settings.database_url is not None:
         yield settings.database_url
         return
-    server = start_announced(project)
+    from plinth.db.scratch import app_database_name, ensure_database
+
+    server = start_announced(app_dir)
     try:
-        yield make_url(server.url)
+        yield asyncio.run(ensure_database(make_url(server.url), app_database_name(app_dir)))
     finally:
         stop_announced(server)
 

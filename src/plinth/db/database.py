@@ -137,13 +137,20 @@ class Database(Service):
     async def _start_embedded(self) -> URL:
         from sqlalchemy.engine import make_url
 
+        from plinth.db.scratch import app_database_name, ensure_database
         from plinth.embedded.postgres import start_embedded
 
         if self.settings.app_env == "production":  # pragma: no cover - settings forbid it
             raise DatabaseStateError("DATABASE_URL is required in production")
-        self._embedded = await asyncio.to_thread(start_embedded, Path.cwd())
-        logger.warning("DATABASE_URL unset: using embedded PostgreSQL at %s", self._embedded.url)
-        return make_url(self._embedded.url)
+        # The app's own database on its project's server: the app's directory
+        # (from its migrations) and the server are found as the CLI finds them.
+        app_dir = self.migrations.parent if self.migrations is not None else Path.cwd()
+        self._embedded = await asyncio.to_thread(start_embedded, app_dir)
+        url = make_url(self._embedded.url)
+        if self.migrations is not None:
+            url = await ensure_database(url, app_database_name(app_dir))
+        logger.warning("DATABASE_URL unset: using embedded PostgreSQL at %s", redact(url))
+        return url
 
     async def close(self) -> None:
         """Dispose of the pool (and release the embedded server, if it used one)."""

@@ -9,6 +9,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from sqlalchemy import URL, text
 from sqlalchemy.exc import DBAPIError
@@ -18,7 +19,14 @@ from plinth.db.engine import engine_arguments
 from plinth.db.settings import DatabaseSettings, redact
 from plinth.errors import ConfigurationError, DatabaseUnavailableError
 
-__all__ = ["create_database", "drop_database", "scratch_database", "small_engine"]
+__all__ = [
+    "app_database_name",
+    "create_database",
+    "drop_database",
+    "ensure_database",
+    "scratch_database",
+    "small_engine",
+]
 
 _numbers = itertools.count()
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -54,6 +62,31 @@ async def create_database(server: URL, name: str) -> URL:
     """(Re)create the empty database `name` on `server` and return its URL."""
     await drop_database(server, name)
     await _admin(server, f'CREATE DATABASE "{name}"')
+    return server.set(database=name)
+
+
+def app_database_name(app_dir: Path) -> str:
+    """The database an app gets on its project's embedded server: its package name."""
+    return app_dir.resolve().name[:63]
+
+
+async def ensure_database(server: URL, name: str) -> URL:
+    """The URL of database `name` on `server`, created empty if it does not exist."""
+    admin = small_engine(server)
+    try:
+        async with admin.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            found = await connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if found is None:
+                try:
+                    await connection.execute(text(f'CREATE DATABASE "{name}"'))
+                except DBAPIError as exc:  # another process created it meanwhile
+                    if getattr(exc.orig, "sqlstate", None) != "42P04":
+                        raise
+    finally:
+        await admin.dispose()
     return server.set(database=name)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from plinth.embedded.postgres import EmbeddedServer as EmbeddedServer
 from plinth.embedded.postgres import embedded_data_dir as embedded_data_dir
+from plinth.embedded.postgres import project_root as project_root
 from plinth.embedded.postgres import start_embedded as start_embedded
 
-__all__ = ["EmbeddedServer", "embedded_data_dir", "start_embedded"]
+__all__ = ["EmbeddedServer", "embedded_data_dir", "project_root", "start_embedded"]

@@ -43,7 +43,7 @@ from plinth.embedded.ports import HOST as _HOST
 from plinth.embedded.ports import free_port, pick_port
 from plinth.errors import EmbeddedServerError
 
-__all__ = ["EmbeddedServer", "embedded_data_dir", "start_embedded"]
+__all__ = ["EmbeddedServer", "embedded_data_dir", "project_root", "start_embedded"]
 
 _ENV_DIR = "PLINTH_EMBEDDED_DIR"
 _ENV_SYNCHRONOUS_COMMIT = "PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT"
@@ -100,12 +100,30 @@ class EmbeddedServer:
             )
 
 
+_PROJECT_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
+
+
+def project_root(path: Path) -> Path:
+    """The project `path` belongs to: the nearest directory, `path` or above, that
+    holds ``pyproject.toml``, ``setup.cfg``, ``setup.py`` or ``.git``; else `path`.
+
+    Every entry point (``plinth``, pytest, ``alembic``, an app under uvicorn,
+    the benchmarks) starts from a different directory of the same project;
+    this makes them find one server.
+    """
+    start = path.expanduser().resolve()
+    for candidate in (start, *start.parents):
+        if any((candidate / marker).exists() for marker in _PROJECT_MARKERS):
+            return candidate
+    return start
+
+
 def embedded_data_dir(project_dir: Path) -> Path:
-    """Where the embedded server of ``project_dir`` keeps its data."""
+    """Where the embedded server of the project of ``project_dir`` keeps its data."""
     override = os.environ.get(_ENV_DIR)
     if override:
         return Path(override).expanduser().resolve() / _DATA_NAME
-    project = project_dir.expanduser().resolve()
+    project = project_root(project_dir)
     if os.geteuid() != 0:
         return project / ".plinth" / _DATA_NAME
     digest = hashlib.sha256(str(project).encode()).hexdigest()[:8]

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -50,7 +50,8 @@ def run_env(target_metadata: MetaData | None, **configure: Any) -> None:
     given = context.config.attributes.get("connection")
     if given is None:
         # Run by the plain `alembic` command: no loop is running yet.
-        asyncio.run(_run_standalone(context.config, options))
+        location = context.config.get_main_option("script_location") or "migrations"
+        asyncio.run(_run_standalone(Path(location).resolve(), options))
     elif isinstance(given, AsyncEngine):
         # pytest-alembic and other tools hand over an engine, from synchronous code.
         asyncio.run(_run_on_engine(given, options))
@@ -83,10 +84,11 @@ def _run_online(connection: Connection, options: dict[str, Any]) -> None:
         context.run_migrations()
 
 
-async def _run_standalone(config: Config, options: dict[str, Any]) -> None:
+async def _run_standalone(migrations: Path, options: dict[str, Any]) -> None:
     from plinth.db.database import Database
 
-    async with Database() as database:
+    # The migrations folder tells the Database which app's embedded database to use.
+    async with Database(migrations=migrations) as database:
         await _run_on_engine(database.engine, options)
 
 
