@@ -79,6 +79,7 @@ class Repository(Generic[ModelT]):
     """
 
     model: type[ModelT]
+    """The mapped class, taken from the type argument (``Repository[User]``)."""
     strict_loading: ClassVar[bool] = True
     """Refuse relationships that could lazy-load (see the module docstring)."""
 
@@ -99,7 +100,9 @@ class Repository(Generic[ModelT]):
                 f"{type(self).__name__} has no model: subclass Repository[YourModel]"
             )
         self.session = session
+        """The `AsyncSession` every statement goes through; the repository never commits it."""
         self.mapper: Mapper[ModelT] = model.__mapper__
+        """The model's SQLAlchemy `Mapper`."""
         registry = self.mapper.registry
         count = len(registry.mappers)
         if self.strict_loading and mapping.checked.get(registry) != count:
