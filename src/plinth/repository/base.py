@@ -191,7 +191,13 @@ class Repository(Generic[ModelT]):
         options: Sequence[ORMOption] = (),
         **by: Any,
     ) -> Page[ModelT]:
-        """One keyset page: up to `limit` rows after the cursor `after`."""
+        """One keyset page: up to `limit` rows after the cursor `after`.
+
+        Pass the returned `Page.next_cursor` as `after` for the next page (None
+        means the last page). The ordering must use NOT NULL mapped columns
+        (`ValueError` otherwise); a cursor that is not one of ours, or an unknown
+        ordering name, is a `DataError` (400).
+        """
         terms = resolve_order(self.mapper, order_by)
         check_keyset(terms)
         query = self._select(where, by, order_by, limit + 1, 0, after, options)
