@@ -12,6 +12,8 @@ code that is not run. The database is the suite's test server: ``scratch_url`` f
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import os
 import re
@@ -27,6 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import URL
+
+from plinth.settings import PlinthSettings
 
 ROOT = Path(__file__).parents[1]
 GUIDE = ROOT / "docs" / "getting-started.md"
@@ -167,6 +171,36 @@ def test_the_getting_started_guide_runs(
         guide.run(block)
     assert "plinth db revision -m 'create bookmarks' --app bookmarks" in guide.ran
     assert guide.ran[-1] == "pytest"
+
+
+def _settings_classes() -> list[type[PlinthSettings]]:
+    from plinth.db.settings import DatabaseSettings
+    from plinth.migrations.guard import MigrationSettings
+    from plinth.web.limits import HttpSettings
+
+    classes: list[type[PlinthSettings]] = [DatabaseSettings, MigrationSettings, HttpSettings]
+    for module, name in [
+        ("plinth.cache", "CacheSettings"),
+        ("plinth.storage", "StorageSettings"),
+        ("plinth.encryption", "EncryptionSettings"),
+    ]:
+        with contextlib.suppress(ImportError):  # each needs its extra
+            classes.append(getattr(importlib.import_module(module), name))
+    return classes
+
+
+def test_the_configuration_page_names_every_variable() -> None:
+    from plinth.embedded import postgres
+
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    variables = [
+        settings.variable(field)
+        for settings in _settings_classes()
+        for field in settings.model_fields
+    ]
+    variables += [postgres._ENV_DIR, postgres._ENV_SYNCHRONOUS_COMMIT, "TEST_DATABASE_URL"]
+    missing = [name for name in variables if f"`{name}`" not in page]
+    assert not missing, f"docs/configuration.md does not describe {missing}"
 
 
 def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
