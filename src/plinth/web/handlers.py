@@ -77,10 +77,11 @@ exception_handlers: dict[
 }
 """Pass to ``FastAPI(exception_handlers=exception_handlers)``.
 
-`DataError` and its subclasses are answered with their `status_code` (`NotFound` 404,
-`Conflict` 409, `ConstraintViolation` and `InvalidValue` 422, others 400) and a body
-``{"detail": ..., "constraint": ...}`` that names the constraint, never the values;
-a driver's integrity or data exception that escaped a repository is translated the
-same way, and any other driver error stays a 500. `DatabaseUnavailableError`,
-`CacheUnavailableError` and `StorageUnavailableError` are 503.
+Bad data is a 4xx with a JSON body, never a 500: `DataError` and its subclasses are
+answered with their `status_code` (`NotFound` 404, `Conflict` 409, `ConstraintViolation`
+and `InvalidValue` 422, others 400) and ``{"detail": ..., "constraint": ...}``, which
+names the constraint, never the values; a driver's integrity or data error that escaped
+a repository is translated the same way. `DatabaseUnavailableError`,
+`CacheUnavailableError` and `StorageUnavailableError` are 503. Any other error stays a
+logged 500.
 """
