@@ -208,9 +208,11 @@ class Timestamps:
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+    """``now()`` when the row was inserted: the start of the inserting transaction."""
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True),
         server_default=func.now(),
         server_onupdate=FetchedValue(),
         nullable=False,
     )
+    """``now()`` of the last UPDATE, set by `updated_at_trigger`'s trigger."""

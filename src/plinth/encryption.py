@@ -79,6 +79,7 @@ class Keyring:
 
     def __init__(self, keys: Iterable[str | bytes], *, source: str = "the keys given") -> None:
         self.source = source
+        """Where the keys came from, as error messages name it."""
         fernets = []
         for position, key in enumerate(keys, start=1):
             try:
@@ -93,6 +94,7 @@ class Keyring:
             raise EncryptionKeyError(f"{source} holds no key; generate one with: {_GENERATE}")
         self._fernet = MultiFernet(fernets)
         self.size = len(fernets)
+        """How many keys the ring holds."""
 
     def __repr__(self) -> str:
         return f"<Keyring {self.size} key{'s' if self.size > 1 else ''} from {self.source}>"

@@ -99,13 +99,19 @@ class MigrationError(PlinthError, RuntimeError):
 
 
 class DataError(PlinthError):
-    """A statement was refused because of the data it carried."""
+    """A statement was refused because of the data it carried.
+
+    `exception_handlers` answer it with `status_code` and a JSON body
+    ``{"detail": message}``, plus ``"constraint"`` when one is named.
+    """
 
     status_code = 400
+    """The HTTP status `exception_handlers` answer with (400 here; 404, 409, 422 below)."""
 
     def __init__(self, message: str, *, constraint: str | None = None) -> None:
         super().__init__(message)
         self.constraint = constraint
+        """The violated constraint's name (integrity errors), else None."""
 
 
 class NotFound(DataError, LookupError):

@@ -34,7 +34,9 @@ class Ping:
     """The outcome of one round trip to a server."""
 
     latency_ms: float
+    """Milliseconds the round trip took."""
     server_version: str
+    """The server's version, e.g. ``18.1``."""
 
 
 class State(enum.Enum):

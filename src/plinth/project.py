@@ -1,7 +1,7 @@
 """Finding an app, and its database, from a directory.
 
-An app directory is a Python package with this layout (``plinth new`` would
-make it; the reference apps in ``apps/`` follow it)::
+An app directory is a Python package with this layout (``plinth init``
+makes one; the reference apps in ``apps/`` follow it)::
 
     apps/translator/            the package `translator`
         main.py                 app: FastAPI, database: plinth.Database

@@ -184,7 +184,9 @@ class Storage(Service):
             raise ValueError("expire_after_days must be at least 1 (S3 counts whole days)")
         self._settings = settings
         self.expire_after_days = expire_after_days
+        """Days until objects below `expire_prefix` expire (S3 lifecycle rule); None: never."""
         self.expire_prefix = expire_prefix
+        """The key prefix the expiry rule applies to (``""``: the whole bucket)."""
         self._state = State.NEW
         self._client: Any = None
         self._presigner: Any = None

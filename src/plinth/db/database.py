@@ -64,7 +64,10 @@ class Database(Service):
         migrations: Path | None = None,
     ) -> None:
         self.settings = settings if settings is not None else DatabaseSettings.load()
+        """The settings in use: those given, else `DatabaseSettings.load()` (the environment)."""
         self.migrations = migrations
+        """The app's ``migrations/`` folder; `health_router` then reports whether the
+        database is at head (``/health/ready`` answers 503 until it is)."""
         self._state = State.NEW
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None

@@ -32,7 +32,15 @@ __all__ = ["run_env"]
 
 
 def run_env(target_metadata: MetaData | None, **configure: Any) -> None:
-    """The body of an app's ``env.py``: offline SQL, or online on the given connection."""
+    """The body of an app's ``env.py``: offline SQL, or online on the given connection.
+
+    `target_metadata` is the app's ``Base.metadata`` (what autogenerate and
+    ``plinth db check`` compare with the database). The context is configured
+    with ``compare_type``, ``compare_server_default`` and
+    ``transaction_per_migration`` on (each revision in its own transaction);
+    `configure` adds or overrides ``context.configure`` options, e.g.
+    ``include_object=...`` or ``version_table_schema="app"``.
+    """
     from alembic import context
 
     options: dict[str, Any] = {

@@ -80,6 +80,7 @@ class Repository(Generic[ModelT]):
     """
 
     model: type[ModelT]
+    """The mapped class, taken from the type argument (``Repository[User]``)."""
     strict_loading: ClassVar[bool] = True
     """Refuse relationships that could lazy-load (see the module docstring)."""
 
@@ -100,7 +101,9 @@ class Repository(Generic[ModelT]):
                 f"{type(self).__name__} has no model: subclass Repository[YourModel]"
             )
         self.session = session
+        """The `AsyncSession` every statement goes through; the repository never commits it."""
         self.mapper: Mapper[ModelT] = model.__mapper__
+        """The model's SQLAlchemy `Mapper`."""
         registry = self.mapper.registry
         count = len(registry.mappers)
         if self.strict_loading and mapping.checked.get(registry) != count:
@@ -189,7 +192,13 @@ class Repository(Generic[ModelT]):
         options: Sequence[ORMOption] = (),
         **by: Any,
     ) -> Page[ModelT]:
-        """One keyset page: up to `limit` rows after the cursor `after`."""
+        """One keyset page: up to `limit` rows after the cursor `after`.
+
+        Pass the returned `Page.next_cursor` as `after` for the next page (None
+        means the last page). The ordering must use NOT NULL mapped columns
+        (`ValueError` otherwise); a cursor that is not one of ours, or an unknown
+        ordering name, is a `DataError` (400).
+        """
         terms = resolve_order(self.mapper, order_by)
         check_keyset(terms)
         query = self._select(where, by, order_by, limit + 1, 0, after, options)

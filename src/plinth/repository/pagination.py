@@ -46,7 +46,9 @@ class Page(Generic[T]):
     """One page of a keyset listing; pass `next_cursor` as ``after`` for the next."""
 
     items: list[T]
+    """The rows of this page, at most the ``limit`` asked for."""
     next_cursor: str | None
+    """The cursor of the next page, or None on the last page."""
 
 
 @dataclass(frozen=True)

@@ -142,9 +142,12 @@ class TestDatabases:
     __test__ = False  # not a test class, whatever its name
 
     server: URL
+    """The test server's maintenance database (`plinth_server`)."""
     engines: dict[Path, AsyncEngine] = field(default_factory=dict)
+    """An engine on each app's test database, by app directory."""
 
     async def engine_for(self, app: AppSpec) -> AsyncEngine:
+        """The engine on `app`'s test database, created and migrated to head on first use."""
         if app.path not in self.engines:
             name = f"plinth_test_{app.name}_{os.getpid()}"
             url = await create_database(self.server, name)
@@ -156,6 +159,7 @@ class TestDatabases:
         return self.engines[app.path]
 
     async def close(self) -> None:
+        """Dispose of every engine and drop its database."""
         for engine in self.engines.values():
             name = engine.url.database
             await engine.dispose()

@@ -17,6 +17,7 @@ class CuttableProxy:
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
+        """The server's ``(host, port)`` that connections are forwarded to."""
         self._writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
 

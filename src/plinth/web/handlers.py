@@ -136,3 +136,13 @@ exception_handlers: dict[
     CacheUnavailableError: _cache_unavailable,
     StorageUnavailableError: _storage_unavailable,
 }
+"""Pass to ``FastAPI(exception_handlers=exception_handlers)``.
+
+Bad data is a 4xx with a JSON body, never a 500: `DataError` and its subclasses are
+answered with their `status_code` (`NotFound` 404, `Conflict` 409, `ConstraintViolation`
+and `InvalidValue` 422, others 400) and ``{"detail": ..., "constraint": ...}``, which
+names the constraint, never the values; a driver's integrity or data error that escaped
+a repository is translated the same way. `DatabaseUnavailableError`,
+`CacheUnavailableError` and `StorageUnavailableError` are 503. Any other error stays a
+logged 500.
+"""

@@ -65,8 +65,11 @@ class BodySizeLimit:
         media_types: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
+        """The wrapped ASGI app."""
         self.max_bytes = max_bytes if max_bytes is not None else HttpSettings.load().max_body_bytes
+        """The limit for every media type not in `media_types`, in bytes."""
         self.media_types = {k.lower(): v for k, v in (media_types or {}).items()}
+        """Limits per media type (lower case, without parameters), in bytes."""
         if min([self.max_bytes, *self.media_types.values()]) < 1:
             raise ValueError("a body limit must be at least 1 byte")
 
