@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +11,7 @@ from sqlalchemy import URL
 from typer.testing import CliRunner
 
 from plinth.cli import cli
+from plinth.testing import served_app
 
 TRANSLATOR = str(Path(__file__).parents[1] / "apps" / "translator")
 MAILAGENT = str(Path(__file__).parents[1] / "apps" / "mailagent")
@@ -82,42 +79,17 @@ def test_not_an_app_directory(tmp_path: Path) -> None:
     assert "is not a Plinth app" in err
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_serve_migrates_and_answers_on_the_embedded_server() -> None:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "plinth", "serve", TRANSLATOR, "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "plinth serve did not answer in 60 s"
-                time.sleep(0.2)
+    with served_app(TRANSLATOR, env=env) as app:
+        ready = httpx.get(f"{app.url}/health/ready", timeout=5)
         assert ready.status_code == 200, ready.text
         assert ready.json()["migrations"]["at_head"] is True
         assert ready.json()["database"]["server_version"].startswith("18.")
-        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
-    finally:
-        server.terminate()
-        out, err = server.communicate(timeout=30)
-    assert f"serving on http://127.0.0.1:{port}" in out
-    assert "embedded PostgreSQL 18" in err
-    assert server.returncode == 0, err
+        assert httpx.get(f"{app.url}/docs").status_code == 200
+    assert f"serving on {app.url}" in app.output
+    assert "embedded PostgreSQL 18" in app.output
+    assert app.returncode == 0, app.output
 
 
 def test_doctor_reports_and_fails_behind_head(scratch_url: URL) -> None:

@@ -18,10 +18,8 @@ import importlib.util
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import pytest
 from sqlalchemy import URL
 
 from plinth.settings import PlinthSettings
+from plinth.testing import served_app
 
 ROOT = Path(__file__).parents[1]
 GUIDE = ROOT / "docs" / "getting-started.md"
@@ -60,12 +59,6 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _extras() -> set[str]:
@@ -123,31 +116,11 @@ class Guide:
                 pytest.fail(f"the guide runs {shlex.join(words)!r}, which this test cannot run")
 
     def serve(self, arguments: list[str]) -> None:
-        port = _free_port()
-        server = subprocess.Popen(
-            [str(BIN / "plinth"), "serve", *arguments, "--port", str(port)],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert server.poll() is None, server.communicate()
-                try:
-                    ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "plinth serve did not answer in 60 s"
-                    time.sleep(0.2)
+        (app,) = arguments
+        with served_app(app, cwd=self.cwd, env=self.env) as served:
+            ready = httpx.get(f"{served.url}/health/ready", timeout=5)
             assert ready.status_code == 200, ready.text
-            docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
-            assert docs.status_code == 200
-        finally:
-            server.terminate()
-            server.communicate(timeout=30)
+            assert httpx.get(f"{served.url}/docs", timeout=5).status_code == 200
 
 
 def test_the_guide_has_code_for_every_step() -> None:

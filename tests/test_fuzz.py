@@ -10,10 +10,6 @@ found has a hand-written test in `test_bad_input.py`.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +20,7 @@ import pytest_asyncio
 import requests
 from sqlalchemy import URL
 
-from plinth.db.scratch import create_database, drop_database
+from plinth.testing import create_database, drop_database, served_app
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
@@ -32,12 +28,6 @@ hypothesis = pytest.importorskip("hypothesis")
 APPS = Path(__file__).parents[1] / "apps"
 EXAMPLES = int(os.environ.get("PLINTH_FUZZ_EXAMPLES", "25"))
 """Examples per operation and mode; ~60 s for the four apps on two shared cores."""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -51,12 +41,9 @@ async def fuzz_database(plinth_server: URL) -> AsyncIterator[URL]:
 
 
 @pytest.fixture
-def served(
-    request: pytest.FixtureRequest, fuzz_database: URL, s3_server: str, tmp_path: Path
-) -> Iterator[str]:
+def served(request: pytest.FixtureRequest, fuzz_database: URL, s3_server: str) -> Iterator[str]:
     """The app (named by the test's parameter) served on loopback; its base URL."""
     app: str = request.param
-    port = _free_port()
     run = uuid.uuid4().hex[:12]
     env = {
         **os.environ,
@@ -72,29 +59,8 @@ def served(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing-secret",
     }
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "plinth", "serve", str(APPS / app), "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                httpx.get(f"{base}/health/live", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(30)
+    with served_app(APPS / app, env=env) as served:
+        yield served.url
 
 
 def _encryption_key() -> str:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import URL
+
+from plinth.testing import served_app
 
 BIN = Path(sys.executable).parent
 
@@ -22,12 +22,6 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_new_project_revises_tests_and_serves(
@@ -69,33 +63,13 @@ def test_a_new_project_revises_tests_and_serves(
     assert int(passed.group(1)) >= 7, summary
     assert "failed" not in summary
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(BIN / "plinth"), "serve", "bookmarks", "--port", str(port)],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "plinth serve did not answer in 60 s"
-                time.sleep(0.2)
+    with served_app("bookmarks", cwd=project, env=env) as app:
+        ready = httpx.get(f"{app.url}/health/ready", timeout=5)
         assert ready.status_code == 200, ready.text
-        created = httpx.post(f"http://127.0.0.1:{port}/notes", json={"text": "first"})
+        created = httpx.post(f"{app.url}/notes", json={"text": "first"})
         assert created.status_code == 201, created.text
-        note = httpx.get(f"http://127.0.0.1:{port}/notes/{created.json()['id']}")
+        note = httpx.get(f"{app.url}/notes/{created.json()['id']}")
         assert note.json()["text"] == "first"
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
 
 
 def test_init_refuses_a_directory_that_is_not_empty(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@
                     (entry point ``plinth_migrations``)
     _kit_tests      the kit's test class
     proxy           CuttableProxy: a TCP forwarder a test can cut (outages)
+    serving         served_app: `plinth serve` as a process, for end-to-end tests
 
 Helpers for tests are exported here. The top layer with `plinth.cli`: it may
 import everything else in Plinth, and nothing in Plinth imports it.
@@ -18,11 +19,15 @@ from plinth.db.scratch import drop_database as drop_database
 from plinth.testing.plugin import TestDatabases as TestDatabases
 from plinth.testing.plugin import local_server_url as local_server_url
 from plinth.testing.proxy import CuttableProxy as CuttableProxy
+from plinth.testing.serving import ServedApp as ServedApp
+from plinth.testing.serving import served_app as served_app
 
 __all__ = [
     "CuttableProxy",
+    "ServedApp",
     "TestDatabases",
     "create_database",
     "drop_database",
     "local_server_url",
+    "served_app",
 ]
