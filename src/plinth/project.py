@@ -112,8 +112,12 @@ def find_app(path: Path | str = ".") -> AppSpec:
 
 
 @contextmanager
-def resolve_database_url(settings: DatabaseSettings, app_dir: Path) -> Iterator[URL]:
-    """`DATABASE_URL`, or while the block runs the app's own database on the
+def resolve_database_url(
+    settings: DatabaseSettings, app_dir: Path, *, for_migrations: bool = True
+) -> Iterator[URL]:
+    """The URL to work on: for migrations ``DATABASE_MIGRATION_URL`` or else
+    ``DATABASE_URL`` (`DatabaseSettings.migrations_url`), otherwise
+    ``DATABASE_URL``; unset, while the block runs, the app's own database on the
     embedded server of its project (created on first use).
 
     One server per project (`plinth.embedded.project_root`), one database per
@@ -122,8 +126,9 @@ def resolve_database_url(settings: DatabaseSettings, app_dir: Path) -> Iterator[
     the embedded server is stopped unless another process (another `plinth
     serve`, a test run) still uses it.
     """
-    if settings.database_url is not None:
-        yield settings.database_url
+    url = settings.migrations_url() if for_migrations else settings.database_url
+    if url is not None:
+        yield url
         return
     from plinth.db.scratch import app_database_name, ensure_database
 

@@ -45,9 +45,14 @@ def guarded(body: Callable[[], T]) -> T:
 
 
 def on_connection(
-    spec: AppSpec, action: Callable[[AsyncConnection], Awaitable[T]], *, upgrade_first: bool = False
+    spec: AppSpec,
+    action: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    upgrade_first: bool = False,
+    for_migrations: bool = True,
 ) -> T:
-    """Run `action` on a connection to the app's database, in a new event loop."""
+    """Run `action` on a connection to the app's database, in a new event loop:
+    the migration URL unless `for_migrations` is False (then the app's own)."""
     settings = guarded(lambda: spec.settings)
 
     async def run(url: URL) -> T:
@@ -59,5 +64,5 @@ def on_connection(
                 await migrations.upgrade(connection, spec.migrations)
             return await action(connection)
 
-    with resolve_database_url(settings, spec.path) as url:
+    with resolve_database_url(settings, spec.path, for_migrations=for_migrations) as url:
         return asyncio.run(run(url))

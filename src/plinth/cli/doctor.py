@@ -15,6 +15,20 @@ from plinth.project import find_app
 __all__ = ["doctor"]
 
 
+async def _pooler(connection: AsyncConnection, setting: str) -> tuple[str, str, bool]:
+    """What answers on the URL's port: PostgreSQL itself, or a pooler or proxy
+    (the server reports another port than the one we connected to)."""
+    server_port = (await connection.execute(text("SELECT inet_server_port()"))).scalar()
+    url_port = connection.engine.url.port or 5432
+    if server_port is None or server_port == url_port:
+        return ("pooler", f"none seen (DB_POOLER={setting})", True)
+    seen = f"a pooler or proxy answers on port {url_port} (PostgreSQL: {server_port})"
+    if setting == "none":
+        return ("pooler", f"{seen}; PgBouncer in transaction mode needs "
+                "DB_POOLER=pgbouncer-transaction", True)  # fmt: skip
+    return ("pooler", f"{seen}; DB_POOLER={setting}", True)
+
+
 def doctor(app: AppOption = Path(".")) -> None:
     """Check the connection: server, SSL, role privileges, migrations, pool."""
     from rich.table import Table
@@ -46,9 +60,10 @@ def doctor(app: AppOption = Path(".")) -> None:
             ),
             ("driver", connection.dialect.driver, True),
             ("pool", f"{settings.pool_size} + {settings.max_overflow} overflow", True),
+            await _pooler(connection, settings.pooler),
         ]
 
-    rows = guarded(lambda: on_connection(spec, inspect))
+    rows = guarded(lambda: on_connection(spec, inspect, for_migrations=False))
     table = Table(title=f"{spec.name}: {settings.redacted_url()} ({settings.app_env})")
     for column in ("check", "finding", "ok"):
         table.add_column(column)

@@ -33,9 +33,10 @@ def serve(
     # from the environment before DATABASE_URL is set below.
     settings = guarded(DatabaseSettings.load)
     try:
-        with resolve_database_url(settings, spec.path) as url:
+        with resolve_database_url(settings, spec.path, for_migrations=False) as url:
             # The app builds its Database from the environment when imported.
             os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
+            # On DATABASE_MIGRATION_URL when set: past a pooler, or as the owner role.
             on_connection(spec, migrations.current, upgrade_first=True)
             application = spec.app
             console.print(f"{spec.name}: database at head; serving on http://{host}:{port}")

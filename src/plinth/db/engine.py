@@ -106,12 +106,19 @@ def engine_arguments(settings: DatabaseSettings, url: URL) -> tuple[URL, dict[st
         if settings.statement_timeout is not None:
             server_settings["statement_timeout"] = str(settings.statement_timeout)
         connect_args["server_settings"] = server_settings
+        if settings.pooler == "pgbouncer-transaction":
+            # Named prepared statements live on one server connection; both caches off
+            # (asyncpg's own and SQLAlchemy's adapter's), or statements go missing.
+            connect_args["statement_cache_size"] = 0
+            connect_args["prepared_statement_cache_size"] = 0
     else:
         # psycopg speaks libpq: sslmode and friends pass through untouched.
         connect_args["application_name"] = settings.application_name
         connect_args["connect_timeout"] = max(1, round(settings.connect_timeout))
         if settings.statement_timeout is not None:
             connect_args["options"] = f"-c statement_timeout={settings.statement_timeout}"
+        if settings.pooler == "pgbouncer-transaction":
+            connect_args["prepare_threshold"] = None  # never prepare by name
     options: dict[str, Any] = {
         "pool_size": settings.pool_size,
         "max_overflow": settings.max_overflow,

@@ -17,6 +17,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from plinth.errors import ConfigurationError
 from plinth.settings import AppEnv, PlinthSettings
 
 __all__ = [
@@ -221,6 +222,19 @@ class DatabaseSettings(PlinthSettings):
     """``DB_DRIVER``: the async driver for every URL, the embedded server's too.
     Unset: the URL's scheme decides (``postgresql://`` means asyncpg)."""
 
+    pooler: Literal["none", "pgbouncer-transaction", "pgbouncer-session"] = "none"
+    """``DB_POOLER``: what sits between the app and PostgreSQL. With
+    ``pgbouncer-transaction`` each transaction may run on another server
+    connection, so no statement is prepared by name (asyncpg's caches off,
+    psycopg's ``prepare_threshold=None``), no setting is sent at connect, and
+    migrations, whose advisory lock lives in a session, need
+    ``DATABASE_MIGRATION_URL``: a direct connection."""
+
+    migration_url: DatabaseURL = Field(default=None, validation_alias="DATABASE_MIGRATION_URL")
+    """``DATABASE_MIGRATION_URL``: where ``plinth db`` (and ``plinth serve``'s
+    upgrade) connect instead of ``DATABASE_URL``: a direct connection past a
+    pooler, or a role that may run DDL. Unset: ``DATABASE_URL``."""
+
     engine_options: EngineOptions = Field(default_factory=dict)
     """Rarely needed extra `create_async_engine` arguments, as a JSON object; its
     ``connect_args`` go to the driver's ``connect``. Unknown names are refused."""
@@ -237,6 +251,40 @@ class DatabaseSettings(PlinthSettings):
                 "add ?sslmode=require (or verify-full with sslrootcert=...)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _pooler_takes_no_session_state(self) -> DatabaseSettings:
+        if self.pooler != "pgbouncer-transaction":
+            return self
+        if self.statement_timeout is not None:
+            raise ValueError(
+                "DB_STATEMENT_TIMEOUT cannot be sent through PgBouncer in transaction mode "
+                "(a connect-time setting it refuses or drops): set it on the role instead, "
+                "ALTER ROLE app SET statement_timeout = '30s'"
+            )
+        if self.migration_url is not None and self.migration_url == self.database_url:
+            raise ValueError(
+                "DATABASE_MIGRATION_URL must not go through the pooler (it equals DATABASE_URL "
+                "and DB_POOLER=pgbouncer-transaction): point it at PostgreSQL itself"
+            )
+        return self
+
+    def migrations_url(self) -> URL | None:
+        """The URL migrations run on: ``DATABASE_MIGRATION_URL``, else ``DATABASE_URL``.
+
+        Raises `ConfigurationError` behind a transaction-mode pooler without a
+        direct URL: a session-level advisory lock taken through it would not
+        keep replicas from migrating at once.
+        """
+        if self.migration_url is not None:
+            return self.migration_url
+        if self.pooler == "pgbouncer-transaction" and self.database_url is not None:
+            raise ConfigurationError(
+                "migrations cannot run through PgBouncer in transaction mode "
+                "(DB_POOLER=pgbouncer-transaction): their advisory lock belongs to one "
+                "session; set DATABASE_MIGRATION_URL to a direct connection to PostgreSQL"
+            )
+        return self.database_url
 
     @model_validator(mode="after")
     def _driver_takes_the_arguments(self) -> DatabaseSettings:

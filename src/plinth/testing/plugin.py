@@ -25,7 +25,9 @@ set ``asyncio_default_fixture_loop_scope`` and
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,7 @@ __all__ = [
     "plinth_app",
     "plinth_databases",
     "plinth_each_server",
+    "plinth_pgbouncer",
     "plinth_scratch",
     "plinth_server",
     "s3_server",
@@ -228,6 +231,25 @@ async def client(
     transport = httpx.ASGITransport(app=plinth_app.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def plinth_pgbouncer(plinth_server: URL) -> Iterator[URL]:
+    """PgBouncer in transaction mode (10 server connections) in front of the test
+    server: its URL reaches any of the server's databases by name. Skipped, naming
+    the install command, where pgbouncer is not installed."""
+    from plinth.testing.pgbouncer import INSTALL, find_pgbouncer, start_pgbouncer
+
+    if find_pgbouncer() is None:
+        pytest.skip(f"pgbouncer is not installed: {INSTALL}")
+    # Not under pytest's tmp_path (mode 0700 above it): PgBouncer may run as another user.
+    directory = Path(tempfile.mkdtemp(prefix="plinth-pgbouncer-"))
+    bouncer = start_pgbouncer(plinth_server, directory)
+    try:
+        yield bouncer.url
+    finally:
+        bouncer.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
