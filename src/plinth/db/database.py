@@ -37,6 +37,7 @@ from plinth.db.engine import (
     reason,
 )
 from plinth.db.lean_reads import enable_lean_reads
+from plinth.db.replicas import Replicas, RoutingSession
 from plinth.db.settings import DatabaseSettings, redact
 from plinth.errors import DatabaseBusyError, DatabaseStateError, DatabaseUnavailableError
 from plinth.lifecycle import Ping, Service, State, elapsed_ms, run_to_completion
@@ -75,6 +76,9 @@ class Database(Service):
         self._bound: async_sessionmaker[AsyncSession] | None = None
         self.depends: Any = Depends(self.get_db, scope="function")
         """Use as ``Annotated[AsyncSession, database.depends]``: commits before the response."""
+        self.depends_primary: Any = Depends(self.get_primary_db, scope="function")
+        """`depends`, on the primary even for reads (with read replicas)."""
+        self._replicas: Replicas | None = None
 
     def __repr__(self) -> str:
         return f"<Database {self.settings.redacted_url()} {self._state.value}>"
@@ -134,8 +138,41 @@ class Database(Service):
         discard_dead_connections(engine.sync_engine)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        if self.settings.replica_urls:
+            await self._start_replicas(engine)
         self._state = State.STARTED
         logger.info("connected to %s", redact(engine.url))
+
+    async def _start_replicas(self, primary: AsyncEngine) -> None:
+        engines = []
+        for url in self.settings.replica_urls:
+            bound_url, options = engine_arguments(self.settings, url)
+            replica = create_async_engine(bound_url, **options)
+            discard_dead_connections(replica.sync_engine)
+            engines.append(replica)
+        self._replicas = Replicas(
+            engines,
+            max_lag=self.settings.replica_max_lag,
+            interval=self.settings.replica_check_interval,
+        )
+        await self._replicas.check()
+        for replica in engines:
+            # Lean reads need the server's default isolation, known once connected:
+            # a replica that was down at start reads with BEGIN/ROLLBACK until restart.
+            if hasattr(replica.dialect, "default_isolation_level"):
+                enable_lean_reads(replica.sync_engine)
+        self._replicas.start()
+        self._sessions = async_sessionmaker(
+            primary,
+            expire_on_commit=False,
+            sync_session_class=RoutingSession,
+            info={"plinth.primary": primary.sync_engine, "plinth.replicas": self._replicas},
+        )
+
+    @property
+    def replicas(self) -> Replicas | None:
+        """The read replicas (``DATABASE_REPLICA_URLS``), or None."""
+        return self._replicas
 
     async def _start_embedded(self) -> URL:
         from sqlalchemy.engine import make_url
@@ -157,6 +194,9 @@ class Database(Service):
 
     async def close(self) -> None:
         """Dispose of the pool (and release the embedded server, if it used one)."""
+        if self._replicas is not None:
+            await self._replicas.close()
+            self._replicas = None
         if self._engine is not None:
             await self._engine.dispose()
         if self._embedded is not None:
@@ -168,9 +208,18 @@ class Database(Service):
         """A new session; the caller commits. Prefer `transaction`."""
         return self.sessionmaker()
 
-    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A unit of work: commit on success, roll back on any exception."""
-        return asynccontextmanager(self.get_db)()
+    def transaction(self, *, primary: bool = False) -> AbstractAsyncContextManager[AsyncSession]:
+        """A unit of work: commit on success, roll back on any exception.
+
+        With read replicas, it reads on a replica until it writes; ``primary=True``
+        keeps it on the primary from the first statement (read-your-writes).
+        """
+        return _UnitOfWork(self._open(primary))
+
+    def _open(self, primary: bool) -> AsyncSession:
+        if primary and self._replicas is not None and self._bound is None:
+            return self.sessionmaker(info={"plinth.on_primary": True})
+        return self.sessionmaker()
 
     async def get_db(self) -> AsyncIterator[AsyncSession]:
         """The unit of work of `transaction`, as a FastAPI dependency: use it
@@ -180,14 +229,14 @@ class Database(Service):
         caller is cancelled meanwhile: an ASGI server's or a timeout's
         cancellation would otherwise stop them halfway.
         """
-        session = self.sessionmaker()
-        try:
+        async with _UnitOfWork(self.sessionmaker()) as session:
             yield session
-        except BaseException:
-            await run_to_completion(session.close())  # rolls back
-            raise
-        # One greenlet switch for both, where AsyncSession's commit and close take two.
-        await run_to_completion(session.run_sync(_commit_and_close))
+
+    async def get_primary_db(self) -> AsyncIterator[AsyncSession]:
+        """`get_db` on the primary from its first statement: use it through
+        `depends_primary` where a request must read what an earlier one wrote."""
+        async with _UnitOfWork(self._open(primary=True)) as session:
+            yield session
 
     @asynccontextmanager
     async def bind(self, connection: AsyncConnection) -> AsyncIterator[None]:
@@ -217,6 +266,26 @@ class Database(Service):
         except (TimeoutError, OSError, DBAPIError) as exc:
             raise DatabaseUnavailableError(reason(exc)) from exc
         return Ping(elapsed_ms(started), str(version).split()[0])
+
+
+class _UnitOfWork:
+    """Commit and close on success, close (roll back) on any exception; both run
+    to their end under cancellation, in one greenlet switch where they can."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def __aenter__(self) -> AsyncSession:
+        return self.session
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            await run_to_completion(self.session.close())  # rolls back
+        else:
+            # One greenlet switch for both, where AsyncSession's commit and close take two.
+            await run_to_completion(self.session.run_sync(_commit_and_close))
 
 
 def _commit_and_close(session: Session) -> None:

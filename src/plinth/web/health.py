@@ -94,6 +94,9 @@ async def readiness(database: Database, timeout: float = 2.0) -> tuple[bool, dic
         "database": {"latency_ms": ping.latency_ms, "server_version": ping.server_version},
         "pool": _pool(database),
     }
+    if database.replicas is not None:
+        # Reported, not required: reads fall back to the primary without them.
+        report["replicas"] = database.replicas.report()
     if database.migrations is not None:
         head = sorted(_heads(database.migrations))
         current = list(await _current_revisions(database))

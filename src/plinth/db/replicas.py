@@ -1,0 +1,172 @@
+"""Read replicas: reads go to a replica, writes to the primary, and stay there.
+
+`Replicas` owns one engine per ``DATABASE_REPLICA_URLS`` entry and watches
+them: every `interval` seconds it asks each replica how far its replay lags
+(0 when it has replayed all it received) and skips one that lags past
+``DB_REPLICA_MAX_LAG`` or does not answer, until it is back.
+
+`RoutingSession` is the unit of work's `Session`. Until the unit of work
+writes, each statement goes to one replica chosen for the whole unit of work
+(its reads see one snapshot of one server); the first write (a flush, an
+INSERT/UPDATE/DELETE, ``SELECT ... FOR UPDATE``, any textual SQL) moves it to
+the primary, and every later statement stays there (read-your-writes). A unit
+of work opened with ``primary=True`` never touches a replica.
+
+Failover: when a replica fails a unit of work's first read with an outage (a
+connection lost or refused; nothing loaded yet, nothing written), the replica
+is marked down and the statement runs once more on another replica or the
+primary, without waiting for the next check. A write is never
+retried: its error reaches the client as a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
+
+from plinth.db.settings import redact
+from plinth.driver_errors import translate_outage
+
+__all__ = ["Replicas", "RoutingSession"]
+
+logger = logging.getLogger("plinth")
+
+# 0 while the replica has replayed everything it received; otherwise the age of
+# the last transaction it replayed (an idle primary must not look like lag).
+_LAG = text(
+    "SELECT pg_is_in_recovery(), CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+    " THEN 0 ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)"
+    " END"
+)
+
+
+@dataclass
+class _Replica:
+    engine: AsyncEngine
+    healthy: bool = False
+    lag: float | None = None
+    reason: str = "not checked yet"
+
+
+class Replicas:
+    """The replica engines, their health, and the choice for a read-only unit of work."""
+
+    def __init__(self, engines: list[AsyncEngine], *, max_lag: float, interval: float) -> None:
+        self._replicas = [_Replica(engine) for engine in engines]
+        self.max_lag = max_lag
+        self.interval = interval
+        self._turn = itertools.count()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def choose(self) -> AsyncEngine | None:
+        """A healthy replica, in turn; None when none is (the primary serves)."""
+        healthy = [replica for replica in self._replicas if replica.healthy]
+        if not healthy:
+            return None
+        return healthy[next(self._turn) % len(healthy)].engine
+
+    def mark_down(self, engine: AsyncEngine, reason: str) -> None:
+        """Skip `engine` until a check finds it healthy again."""
+        for replica in self._replicas:
+            if replica.engine is engine:
+                replica.healthy, replica.reason = False, reason
+                logger.warning("replica %s skipped: %s", redact(engine.url), reason)
+
+    async def check(self, timeout: float = 2.0) -> None:
+        """Ask every replica for its lag; mark each healthy or not."""
+        await asyncio.gather(*(self._check(replica, timeout) for replica in self._replicas))
+
+    async def _check(self, replica: _Replica, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout), replica.engine.connect() as connection:
+                in_recovery, lag = (await connection.execute(_LAG)).one()
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            replica.healthy, replica.lag, replica.reason = False, None, type(exc).__name__
+            return
+        replica.lag = float(lag)
+        if not in_recovery:
+            replica.healthy, replica.reason = False, "not in recovery (promoted?)"
+        elif replica.lag > self.max_lag:
+            replica.healthy, replica.reason = False, f"lags {replica.lag:.1f} s"
+        else:
+            replica.healthy, replica.reason = True, "ok"
+
+    def start(self) -> None:
+        """Check every `interval` seconds, in the background, until `close`."""
+        self._watcher = asyncio.create_task(self._watch(), name="plinth-replica-watch")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.check()
+
+    async def close(self) -> None:
+        """Stop watching and dispose of the replica engines."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        await asyncio.gather(*(replica.engine.dispose() for replica in self._replicas))
+
+    def report(self) -> list[dict[str, Any]]:
+        """Each replica's host, health and lag in seconds, for readiness."""
+        return [
+            {
+                "replica": f"{replica.engine.url.host}:{replica.engine.url.port}",
+                "healthy": replica.healthy,
+                "lag_seconds": replica.lag,
+                "reason": replica.reason,
+            }
+            for replica in self._replicas
+        ]
+
+
+def _writes(clause: Any) -> bool:
+    """Whether a statement may write: anything but a plain SELECT may (textual
+    SQL, ``SELECT ... FOR UPDATE``, and a bare ``session.connection()``, which
+    COPY and hand-written SQL ask for)."""
+    if isinstance(clause, Select):
+        return clause._for_update_arg is not None
+    return True
+
+
+class RoutingSession(Session):
+    """A `Session` that reads on a replica until its unit of work writes.
+
+    Configured through its ``info``: ``plinth.primary`` (the primary `Engine`),
+    ``plinth.replicas`` (`Replicas`), and ``plinth.on_primary`` (stay on the
+    primary, set by ``primary=True`` or by the first write).
+    """
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
+        info = self.info
+        if info.get("plinth.on_primary") or self._flushing or _writes(clause):
+            info["plinth.on_primary"] = True
+            return info["plinth.primary"]
+        if "plinth.replica" not in info:
+            info["plinth.replica"] = info["plinth.replicas"].choose()
+        replica: AsyncEngine | None = info["plinth.replica"]
+        return replica.sync_engine if replica is not None else info["plinth.primary"]
+
+    # `execute`, `scalar`, `scalars` and `get` all end here (SQLAlchemy < 2.2).
+    def _execute_internal(self, statement: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return super()._execute_internal(statement, *args, **kw)
+        except Exception as exc:
+            replica: AsyncEngine | None = self.info.get("plinth.replica")
+            first_read = not self.identity_map and not self.new and not self.dirty
+            if replica is None or self.info.get("plinth.on_primary") or not first_read:
+                raise
+            if translate_outage(exc) is None:
+                raise  # not the replica's outage (a bad statement, bad data)
+            self.info["plinth.replicas"].mark_down(replica, "connection lost")
+            self.rollback()  # drops the dead connection; nothing was loaded or written
+            self.info["plinth.replica"] = self.info["plinth.replicas"].choose()
+            return super()._execute_internal(statement, *args, **kw)
