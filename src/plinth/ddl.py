@@ -6,6 +6,11 @@ and attaching it to the metadata (`updated_at_trigger`, `extensions`) makes
 ``create_all`` build the same schema that the migrations build. What is
 attached is recorded in ``metadata.info["plinth.ddl"]`` for drift checks.
 
+Citus: `distribute_table` and `create_reference_table` (attached by
+`distributed` and `reference_table`) act only where the ``citus`` extension is
+installed, so one schema and one set of migrations serve plain PostgreSQL and
+a Citus cluster alike.
+
 What SQLAlchemy already does is not wrapped: partial indexes are
 ``Index(..., postgresql_where=...)``, enums are ``sqlalchemy.Enum``.
 """
@@ -40,8 +45,11 @@ __all__ = [
     "NAMING_CONVENTION",
     "Timestamps",
     "create_extension",
+    "create_reference_table",
     "create_updated_at_function",
     "create_updated_at_trigger",
+    "distribute_table",
+    "distributed",
     "drop_extension",
     "drop_updated_at_function",
     "drop_updated_at_trigger",
@@ -49,6 +57,7 @@ __all__ = [
     "fulltext_index",
     "fulltext_match",
     "new_metadata",
+    "reference_table",
     "updated_at_trigger",
     "uuid_pk",
 ]
@@ -216,3 +225,58 @@ class Timestamps:
         nullable=False,
     )
     """``now()`` of the last UPDATE, set by `updated_at_trigger`'s trigger."""
+
+
+def _where_citus(body: str) -> DDL:
+    # `citus.enable_unsafe_triggers` for this transaction only: Citus refuses to
+    # distribute a table with triggers (updated_at) unless told they are safe,
+    # which a trigger that only sets NEW's own column is.
+    return _ddl(
+        "DO $plinth$ BEGIN IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN "
+        "PERFORM set_config('citus.enable_unsafe_triggers', 'on', true); "
+        f"{body} END IF; END $plinth$"
+    )
+
+
+def _literal(name: str) -> str:
+    return "'" + _quote(name).replace("'", "''") + "'"
+
+
+def distribute_table(table: str, column: str, *, colocate_with: str | None = None) -> DDL:
+    """Shard `table` by `column` (``create_distributed_table``), co-located with
+    `colocate_with`, where Citus is installed; nothing on plain PostgreSQL.
+
+    Citus requires every primary key and unique constraint of `table` to include
+    `column`, and a foreign key to another distributed table to include it too.
+    """
+    colocate = f", colocate_with => {_literal(colocate_with)}" if colocate_with else ""
+    column_literal = "'" + column.replace("'", "''") + "'"
+    return _where_citus(
+        f"PERFORM create_distributed_table({_literal(table)}, {column_literal}{colocate});"
+    )
+
+
+def create_reference_table(table: str) -> DDL:
+    """Copy `table` to every node (``create_reference_table``) where Citus is
+    installed; nothing on plain PostgreSQL."""
+    return _where_citus(f"PERFORM create_reference_table({_literal(table)});")
+
+
+def distributed(model: type[Any] | Table, column: str, *, colocate_with: str | None = None) -> None:
+    """Make ``create_all`` shard `model`'s table by `column` (see `distribute_table`).
+
+    Declare it after the table's other DDL (its ``updated_at`` trigger), and
+    the co-located table's first: tables are created in dependency order.
+    """
+    table = model if isinstance(model, Table) else model.__table__
+    if column not in table.c:
+        raise ValueError(f"table {table.name!r} has no column {column!r} to distribute by")
+    event.listen(
+        table, "after_create", distribute_table(table.name, column, colocate_with=colocate_with)
+    )
+
+
+def reference_table(model: type[Any] | Table) -> None:
+    """Make ``create_all`` copy `model`'s table to every Citus node."""
+    table = model if isinstance(model, Table) else model.__table__
+    event.listen(table, "after_create", create_reference_table(table.name))

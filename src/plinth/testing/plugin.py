@@ -47,6 +47,7 @@ from plinth.testing.extra import async_fixture, missing_testing_extra
 
 if TYPE_CHECKING:
     from plinth.embedded.postgres import EmbeddedServer
+    from plinth.testing.citus import CitusCluster
 
 __all__ = [
     "TestDatabases",
@@ -55,6 +56,7 @@ __all__ = [
     "db_session",
     "local_server_url",
     "plinth_app",
+    "plinth_citus",
     "plinth_databases",
     "plinth_each_server",
     "plinth_pgbouncer",
@@ -249,6 +251,24 @@ def plinth_pgbouncer(plinth_server: URL) -> Iterator[URL]:
         yield bouncer.url
     finally:
         bouncer.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def plinth_citus() -> Iterator[CitusCluster]:
+    """A Citus coordinator and two workers on loopback (Debian's PostgreSQL 15 with
+    Citus built by shared/citus/build.sh). Skipped, naming the build command,
+    where Citus is not installed."""
+    from plinth.testing.citus import INSTALL, find_citus, start_citus
+
+    if find_citus() is None:
+        pytest.skip(f"Citus is not installed: {INSTALL}")
+    directory = Path(tempfile.mkdtemp(prefix="plinth-citus-"))
+    cluster = start_citus(directory)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
 
