@@ -3,7 +3,8 @@
 Its lifecycle is explicit (new → started → closed) and misuse names the
 state; the engine it builds comes from `plinth.db.engine`. Its unit of work
 (`transaction`, and `get_db` / `depends` for FastAPI) commits before the
-response is sent.
+response is sent; `transaction(tenant=...)` and `tenant_depends` bind it to a
+tenant for row-level security (`plinth.db.tenancy`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from plinth.db.engine import (
 )
 from plinth.db.lean_reads import enable_lean_reads
 from plinth.db.settings import DatabaseSettings, redact
+from plinth.db.tenancy import TENANT_SETTING, bind_tenant
 from plinth.errors import DatabaseBusyError, DatabaseStateError, DatabaseUnavailableError
 from plinth.lifecycle import Ping, Service, State, elapsed_ms, run_to_completion
 
@@ -168,9 +170,49 @@ class Database(Service):
         """A new session; the caller commits. Prefer `transaction`."""
         return self.sessionmaker()
 
-    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A unit of work: commit on success, roll back on any exception."""
-        return asynccontextmanager(self.get_db)()
+    def transaction(
+        self, *, tenant: object | None = None, setting: str = TENANT_SETTING
+    ) -> AbstractAsyncContextManager[AsyncSession]:
+        """A unit of work: commit on success, roll back on any exception.
+
+        With `tenant`, each transaction of the unit of work begins with
+        ``set_config(setting, tenant, true)``, which the row-level security
+        policies of `plinth.ddl.tenant_isolation` read; its reads then run in
+        that transaction, not as lean reads (`plinth.db.tenancy`).
+        """
+        if tenant is None:
+            return asynccontextmanager(self.get_db)()
+        return asynccontextmanager(self._tenant_unit_of_work)(tenant, setting)
+
+    def tenant_depends(
+        self, tenant: Callable[..., Any], *, setting: str = TENANT_SETTING
+    ) -> Any:
+        """A FastAPI dependency like `depends`, bound to the tenant that the
+        dependency `tenant` returns (e.g. `plinth.web.tenant_header`)::
+
+            Session = Annotated[AsyncSession, database.tenant_depends(tenant_header())]
+
+        A request whose tenant dependency fails (a missing or malformed
+        header: 422) never reaches the database.
+        """
+
+        async def tenant_db(tenant_id: Any = Depends(tenant)) -> AsyncIterator[AsyncSession]:
+            async with self.transaction(tenant=tenant_id, setting=setting) as session:
+                yield session
+
+        return Depends(tenant_db, scope="function")
+
+    async def _tenant_unit_of_work(
+        self, tenant: object, setting: str
+    ) -> AsyncIterator[AsyncSession]:
+        session = self.sessionmaker()
+        try:
+            bind_tenant(session, tenant, setting)
+            yield session
+        except BaseException:
+            await run_to_completion(session.close())  # rolls back
+            raise
+        await run_to_completion(session.run_sync(_commit_and_close))
 
     async def get_db(self) -> AsyncIterator[AsyncSession]:
         """The unit of work of `transaction`, as a FastAPI dependency: use it
