@@ -21,6 +21,7 @@ storage = Storage(expire_after_days=1)
 """Uploaded and translated PDFs, deleted by S3 a day after they were written (the
 seed's "cleanup after 24 hours"); the bucket holds nothing else. ``AWS_BUCKET_NAME``."""
 
+
 # Functions rather than the objects themselves, so that a test can override them.
 def get_database() -> Database:
     return database

@@ -286,8 +286,7 @@ def enable_tenant_isolation(
         _ddl(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"),
         _ddl(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY"),
         _ddl(
-            f"CREATE POLICY {TENANT_POLICY} ON {name} "
-            f"USING ({condition}) WITH CHECK ({condition})"
+            f"CREATE POLICY {TENANT_POLICY} ON {name} USING ({condition}) WITH CHECK ({condition})"
         ),
     ]
 

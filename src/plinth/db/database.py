@@ -184,9 +184,7 @@ class Database(Service):
             return asynccontextmanager(self.get_db)()
         return asynccontextmanager(self._tenant_unit_of_work)(tenant, setting)
 
-    def tenant_depends(
-        self, tenant: Callable[..., Any], *, setting: str = TENANT_SETTING
-    ) -> Any:
+    def tenant_depends(self, tenant: Callable[..., Any], *, setting: str = TENANT_SETTING) -> Any:
         """A FastAPI dependency like `depends`, bound to the tenant that the
         dependency `tenant` returns (e.g. `plinth.web.tenant_header`)::
 

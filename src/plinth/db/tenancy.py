@@ -68,7 +68,9 @@ def bound_tenant(session: AsyncSession) -> str | None:
     return None if bound is None else bound[1]
 
 
-def _apply_tenant(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+def _apply_tenant(
+    session: Session, transaction: SessionTransaction, connection: Connection
+) -> None:
     bound: Any = session.info.get(_KEY)
     if bound is not None:
         setting, value = bound

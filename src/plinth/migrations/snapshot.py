@@ -2,11 +2,12 @@
 
 `take` reads the catalogs into a `Snapshot`: for each kind of object (table,
 column, index, constraint, sequence, view, function, trigger, row security
-(``ENABLE`` / ``FORCE``), policy, enum type, extension, schema), a mapping from its qualified name to its definition as
-``pg_get_indexdef``, ``pg_get_constraintdef``, ``pg_get_triggerdef``,
-``pg_get_functiondef``, ``format_type`` and ``pg_policies`` print it. The server normalises
-the SQL, so two snapshots are equal exactly when the schemas are, however the
-DDL was spelled: that is what lets the migration kit check that a downgrade
+(``ENABLE`` / ``FORCE``), policy, enum type, extension, schema), a mapping
+from its qualified name to its definition as ``pg_get_indexdef``,
+``pg_get_constraintdef``, ``pg_get_triggerdef``, ``pg_get_functiondef``,
+``format_type`` and ``pg_policies`` print it. The server normalises the SQL,
+so two snapshots are equal exactly when the schemas are, however the DDL was
+spelled: that is what lets the migration kit check that a downgrade
 leaves no trace, and that ``metadata.create_all`` builds what the migrations
 build. Alembic's own ``alembic_version`` table is left out.
 """
