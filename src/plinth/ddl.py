@@ -315,7 +315,8 @@ def tenant_isolation(
     table = model if isinstance(model, Table) else model.__table__
     if column not in table.c:
         raise ValueError(f"table {table.name!r} has no column {column!r}")
-    column_type = str(table.c[column].type.compile(dialect=postgresql.dialect()))
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    column_type = str(table.c[column].type.compile(dialect=dialect))
     name = table.name if table.schema is None else f"{table.schema}.{table.name}"
     statements = enable_tenant_isolation(name, column, column_type=column_type, setting=setting)
     for statement in statements:
