@@ -9,6 +9,11 @@ whatever the application code does. That is why ``users`` and
 
 Uniqueness of Google ids and e-mail addresses is per tenant: a global unique
 constraint would tell tenant B, through a 409, that tenant A has that user.
+
+Row-level security holds each table to its tenant in PostgreSQL itself
+(`plinth.ddl.tenant_isolation`, migration ``0002``): a query sees and writes
+only the rows of the tenant its unit of work was given
+(``database.transaction(tenant=...)``), whatever its WHERE clause says.
 """
 
 from __future__ import annotations
@@ -171,3 +176,4 @@ class Glossary(ddl.Timestamps, Base):
 
 for model in (User, Translation, DocumentBlock, Glossary):
     ddl.updated_at_trigger(model)
+    ddl.tenant_isolation(model)  # ENABLE + FORCE ROW LEVEL SECURITY, policy on app.tenant_id

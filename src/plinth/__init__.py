@@ -45,6 +45,7 @@ from plinth.web.params import Limit as Limit
 from plinth.web.params import Offset as Offset
 from plinth.web.params import PgText as PgText
 from plinth.web.params import limit_bounds as limit_bounds
+from plinth.web.tenancy import tenant_header as tenant_header
 
 __all__ = [
     "BodySizeLimit",
@@ -92,6 +93,7 @@ __all__ = [
     "limit_bounds",
     "migrations",
     "readiness",
+    "tenant_header",
 ]
 
 __version__ = "0.1.0"

@@ -56,10 +56,10 @@ async def test_upgrade_downgrade_upgrade(
     plinth_scratch: AsyncConnection, plinth_app: AppSpec
 ) -> None:
     await migrations.upgrade(plinth_scratch, plinth_app.migrations)
-    assert await migrations.current(plinth_scratch) == ("0001",)
+    assert await migrations.current(plinth_scratch) == ("0002",)
     assert await schema(plinth_scratch) == (TABLES, ENUMS, 1)
 
-    await migrations.downgrade(plinth_scratch, plinth_app.migrations, "-1")
+    await migrations.downgrade(plinth_scratch, plinth_app.migrations, "base")
     assert await migrations.current(plinth_scratch) == ()
     # pg_type: the types are gone with the tables, so nothing blocks a second upgrade.
     assert await schema(plinth_scratch) == (set(), {}, 0)
@@ -118,3 +118,37 @@ async def test_the_kit_fails_a_downgrade_that_leaves_its_enums(
     # no_trace fails too: on the upgrade after the downgrade, as the stairway does.
     with pytest.raises(kit.KitFailure, match="subscription_tier"):
         await kit.no_trace(plinth_each_server, broken)
+
+
+async def row_security(connection: AsyncConnection) -> dict[str, tuple[bool, bool, int]]:
+    """Per table: ENABLE and FORCE ROW LEVEL SECURITY, and its number of policies."""
+    rows = await connection.execute(
+        text(
+            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
+            "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) "
+            "FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
+            "AND c.relkind = 'r' AND c.relname <> 'alembic_version'"
+        )
+    )
+    result = {name: (enabled, forced, policies) for name, enabled, forced, policies in rows}
+    await connection.rollback()
+    return result
+
+
+async def test_0002_adds_row_level_security_and_its_downgrade_removes_it(
+    plinth_scratch: AsyncConnection, plinth_app: AppSpec
+) -> None:
+    await migrations.upgrade(plinth_scratch, plinth_app.migrations, "0001")
+    assert await row_security(plinth_scratch) == dict.fromkeys(TABLES, (False, False, 0))
+    await migrations.upgrade(plinth_scratch, plinth_app.migrations)
+    assert await row_security(plinth_scratch) == dict.fromkeys(TABLES, (True, True, 1))
+    policy = await plinth_scratch.execute(
+        text("SELECT cmd, qual, with_check FROM pg_policies WHERE tablename = 'users'")
+    )
+    setting = "NULLIF(current_setting('app.tenant_id'::text, true), ''::text)"
+    condition = f"(tenant_id = ({setting})::uuid)"
+    assert policy.one() == ("ALL", condition, condition)
+    await plinth_scratch.rollback()
+    await migrations.downgrade(plinth_scratch, plinth_app.migrations, "-1")
+    assert await migrations.current(plinth_scratch) == ("0001",)
+    assert await row_security(plinth_scratch) == dict.fromkeys(TABLES, (False, False, 0))

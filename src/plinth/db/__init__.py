@@ -5,6 +5,7 @@
     database     Database: lifecycle, sessions, the unit of work (transaction,
                  get_db / depends for FastAPI)
     lean_reads   a plain read in autocommit: one round trip, not three
+    tenancy      bind_tenant: set_config(app.tenant_id) at each transaction's start
     security     SSL in use and the role's privileges (pg_stat_ssl, catalogs)
     scratch      create and drop throwaway databases (tests, checks)
 

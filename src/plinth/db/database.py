@@ -3,7 +3,8 @@
 Its lifecycle is explicit (new → started → closed) and misuse names the
 state; the engine it builds comes from `plinth.db.engine`. Its unit of work
 (`transaction`, and `get_db` / `depends` for FastAPI) commits before the
-response is sent.
+response is sent; `transaction(tenant=...)` and `tenant_depends` bind it to a
+tenant for row-level security (`plinth.db.tenancy`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from plinth.db.engine import (
 from plinth.db.lean_reads import enable_lean_reads
 from plinth.db.replicas import Replicas, RoutingSession
 from plinth.db.settings import DatabaseSettings, redact
+from plinth.db.tenancy import TENANT_SETTING, bind_tenant
 from plinth.errors import DatabaseBusyError, DatabaseStateError, DatabaseUnavailableError
 from plinth.lifecycle import Ping, Service, State, elapsed_ms, run_to_completion
 
@@ -208,18 +210,48 @@ class Database(Service):
         """A new session; the caller commits. Prefer `transaction`."""
         return self.sessionmaker()
 
-    def transaction(self, *, primary: bool = False) -> AbstractAsyncContextManager[AsyncSession]:
+    def transaction(
+        self,
+        *,
+        primary: bool = False,
+        tenant: object | None = None,
+        setting: str = TENANT_SETTING,
+    ) -> AbstractAsyncContextManager[AsyncSession]:
         """A unit of work: commit on success, roll back on any exception.
 
         With read replicas, it reads on a replica until it writes; ``primary=True``
         keeps it on the primary from the first statement (read-your-writes).
+
+        With `tenant`, each transaction of the unit of work begins with
+        ``set_config(setting, tenant, true)``, which the row-level security
+        policies of `plinth.ddl.tenant_isolation` read; its reads then run in
+        that transaction, not as lean reads (`plinth.db.tenancy`).
         """
-        return _UnitOfWork(self._open(primary))
+        session = self._open(primary)
+        if tenant is not None:
+            bind_tenant(session, tenant, setting)
+        return _UnitOfWork(session)
 
     def _open(self, primary: bool) -> AsyncSession:
         if primary and self._replicas is not None and self._bound is None:
             return self.sessionmaker(info={"plinth.on_primary": True})
         return self.sessionmaker()
+
+    def tenant_depends(self, tenant: Callable[..., Any], *, setting: str = TENANT_SETTING) -> Any:
+        """A FastAPI dependency like `depends`, bound to the tenant that the
+        dependency `tenant` returns (e.g. `plinth.web.tenant_header`)::
+
+            Session = Annotated[AsyncSession, database.tenant_depends(tenant_header())]
+
+        A request whose tenant dependency fails (a missing or malformed
+        header: 422) never reaches the database.
+        """
+
+        async def tenant_db(tenant_id: Any = Depends(tenant)) -> AsyncIterator[AsyncSession]:
+            async with self.transaction(tenant=tenant_id, setting=setting) as session:
+                yield session
+
+        return Depends(tenant_db, scope="function")
 
     async def get_db(self) -> AsyncIterator[AsyncSession]:
         """The unit of work of `transaction`, as a FastAPI dependency: use it

@@ -1,12 +1,13 @@
 """A database's schema as PostgreSQL itself renders it, for comparing two states.
 
 `take` reads the catalogs into a `Snapshot`: for each kind of object (table,
-column, index, constraint, sequence, view, function, trigger, enum type,
-extension, schema), a mapping from its qualified name to its definition as
-``pg_get_indexdef``, ``pg_get_constraintdef``, ``pg_get_triggerdef``,
-``pg_get_functiondef`` and ``format_type`` print it. The server normalises
-the SQL, so two snapshots are equal exactly when the schemas are, however the
-DDL was spelled: that is what lets the migration kit check that a downgrade
+column, index, constraint, sequence, view, function, trigger, row security
+(``ENABLE`` / ``FORCE``), policy, enum type, extension, schema), a mapping
+from its qualified name to its definition as ``pg_get_indexdef``,
+``pg_get_constraintdef``, ``pg_get_triggerdef``, ``pg_get_functiondef``,
+``format_type`` and ``pg_policies`` print it. The server normalises the SQL,
+so two snapshots are equal exactly when the schemas are, however the DDL was
+spelled: that is what lets the migration kit check that a downgrade
 leaves no trace, and that ``metadata.create_all`` builds what the migrations
 build. Alembic's own ``alembic_version`` table is left out.
 """
@@ -104,6 +105,19 @@ _QUERIES: dict[str, str] = {
         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE NOT t.tgisinternal AND {_USER_SCHEMAS}""",
+    "row security": f"""
+        SELECT n.nspname || '.' || c.relname,
+               concat_ws(' ', CASE WHEN c.relrowsecurity THEN 'ENABLE' END,
+                   CASE WHEN c.relforcerowsecurity THEN 'FORCE' END)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND (c.relrowsecurity OR c.relforcerowsecurity)
+          AND {_USER_SCHEMAS}""",
+    "policy": """
+        SELECT p.schemaname || '.' || p.tablename || '.' || p.policyname,
+               concat_ws(' ', 'AS ' || p.permissive, 'FOR ' || p.cmd,
+                   'TO ' || array_to_string(p.roles, ', '), 'USING (' || p.qual || ')',
+                   'WITH CHECK (' || p.with_check || ')')
+        FROM pg_policies p""",
 }
 
 

@@ -1,18 +1,7 @@
-"""PostgreSQL DDL that both ``metadata.create_all`` and migrations use.
+"""The DDL of a plain schema: naming, extensions, ``updated_at`` triggers, full text.
 
-Each helper returns one `DDL` statement, so a migration runs exactly the SQL
-that ``create_all`` runs (``op.execute(ddl.create_updated_at_function())``),
-and attaching it to the metadata (`updated_at_trigger`, `extensions`) makes
-``create_all`` build the same schema that the migrations build. What is
-attached is recorded in ``metadata.info["plinth.ddl"]`` for drift checks.
-
-Citus: `distribute_table` and `create_reference_table` (attached by
-`distributed` and `reference_table`) act only where the ``citus`` extension is
-installed, so one schema and one set of migrations serve plain PostgreSQL and
-a Citus cluster alike.
-
-What SQLAlchemy already does is not wrapped: partial indexes are
-``Index(..., postgresql_where=...)``, enums are ``sqlalchemy.Enum``.
+`as_ddl`, `quote_identifier` and `qualified_name` are shared with the other
+modules of `plinth.ddl`.
 """
 
 from __future__ import annotations
@@ -44,12 +33,11 @@ if TYPE_CHECKING:
 __all__ = [
     "NAMING_CONVENTION",
     "Timestamps",
+    "as_ddl",
     "create_extension",
-    "create_reference_table",
     "create_updated_at_function",
     "create_updated_at_trigger",
-    "distribute_table",
-    "distributed",
+    "ddl_registry",
     "drop_extension",
     "drop_updated_at_function",
     "drop_updated_at_trigger",
@@ -57,7 +45,8 @@ __all__ = [
     "fulltext_index",
     "fulltext_match",
     "new_metadata",
-    "reference_table",
+    "qualified_name",
+    "quote_identifier",
     "updated_at_trigger",
     "uuid_pk",
 ]
@@ -74,7 +63,7 @@ NAMING_CONVENTION = {
 UPDATED_AT_FUNCTION = "update_updated_at_column"
 
 
-def _ddl(statement: str) -> DDL:
+def as_ddl(statement: str) -> DDL:
     return DDL(statement)  # type: ignore[no-untyped-call]
 
 
@@ -83,25 +72,31 @@ def new_metadata(schema: str | None = None) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
-def _registry(metadata: MetaData) -> dict[str, set[str]]:
+def ddl_registry(metadata: MetaData) -> dict[str, set[str]]:
     registry: dict[str, set[str]] = metadata.info.setdefault(
         "plinth.ddl", {"extensions": set(), "functions": set(), "triggers": set()}
     )
+    registry.setdefault("policies", set())
     return registry
 
 
-def _quote(name: str) -> str:
+def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def qualified_name(table: str) -> str:
+    """``"schema"."table"`` from ``schema.table``, or ``"table"``."""
+    return ".".join(quote_identifier(part) for part in table.split(".", 1))
 
 
 def create_extension(name: str, *, if_available: bool = False) -> DDL:
     """``CREATE EXTENSION IF NOT EXISTS``; with `if_available`, skipped where the
     server does not ship it (the embedded server has no ``uuid-ossp``)."""
-    statement = f"CREATE EXTENSION IF NOT EXISTS {_quote(name)}"
+    statement = f"CREATE EXTENSION IF NOT EXISTS {quote_identifier(name)}"
     if not if_available:
-        return _ddl(statement)
+        return as_ddl(statement)
     literal = name.replace("'", "''")
-    return _ddl(
+    return as_ddl(
         "DO $plinth$ BEGIN "
         f"IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = '{literal}') "
         f"THEN {statement}; END IF; END $plinth$"
@@ -110,12 +105,12 @@ def create_extension(name: str, *, if_available: bool = False) -> DDL:
 
 def drop_extension(name: str) -> DDL:
     """``DROP EXTENSION IF EXISTS``."""
-    return _ddl(f"DROP EXTENSION IF EXISTS {_quote(name)}")
+    return as_ddl(f"DROP EXTENSION IF EXISTS {quote_identifier(name)}")
 
 
 def create_updated_at_function() -> DDL:
     """The ``update_updated_at_column()`` trigger function."""
-    return _ddl(
+    return as_ddl(
         f"CREATE OR REPLACE FUNCTION {UPDATED_AT_FUNCTION}() RETURNS TRIGGER AS $$\n"
         "BEGIN\n"
         "    NEW.updated_at = now();\n"
@@ -127,7 +122,7 @@ def create_updated_at_function() -> DDL:
 
 def drop_updated_at_function() -> DDL:
     """Drop the ``update_updated_at_column()`` function."""
-    return _ddl(f"DROP FUNCTION IF EXISTS {UPDATED_AT_FUNCTION}()")
+    return as_ddl(f"DROP FUNCTION IF EXISTS {UPDATED_AT_FUNCTION}()")
 
 
 def _trigger_name(table: str) -> str:
@@ -136,20 +131,21 @@ def _trigger_name(table: str) -> str:
 
 def create_updated_at_trigger(table: str) -> DDL:
     """A ``BEFORE UPDATE`` trigger on `table` that sets ``updated_at = now()``."""
-    return _ddl(
-        f"CREATE TRIGGER {_quote(_trigger_name(table))} BEFORE UPDATE ON {_quote(table)} "
-        f"FOR EACH ROW EXECUTE FUNCTION {UPDATED_AT_FUNCTION}()"
+    return as_ddl(
+        f"CREATE TRIGGER {quote_identifier(_trigger_name(table))} BEFORE UPDATE "
+        f"ON {quote_identifier(table)} FOR EACH ROW EXECUTE FUNCTION {UPDATED_AT_FUNCTION}()"
     )
 
 
 def drop_updated_at_trigger(table: str) -> DDL:
     """Drop the ``updated_at`` trigger of `table`."""
-    return _ddl(f"DROP TRIGGER IF EXISTS {_quote(_trigger_name(table))} ON {_quote(table)}")
+    trigger = quote_identifier(_trigger_name(table))
+    return as_ddl(f"DROP TRIGGER IF EXISTS {trigger} ON {quote_identifier(table)}")
 
 
 def extensions(metadata: MetaData, *names: str, if_available: tuple[str, ...] = ()) -> None:
     """Create these extensions before ``metadata.create_all`` creates tables."""
-    registry = _registry(metadata)
+    registry = ddl_registry(metadata)
     for name in names:
         event.listen(metadata, "before_create", create_extension(name))
         registry["extensions"].add(name)
@@ -165,7 +161,7 @@ def updated_at_trigger(model: type[Any] | Table) -> None:
     table = model if isinstance(model, Table) else model.__table__
     if "updated_at" not in table.c:
         raise ValueError(f"table {table.name!r} has no updated_at column")
-    registry = _registry(table.metadata)
+    registry = ddl_registry(table.metadata)
     if UPDATED_AT_FUNCTION not in registry["functions"]:
         event.listen(table.metadata, "before_create", create_updated_at_function())
         event.listen(table.metadata, "after_drop", drop_updated_at_function())
@@ -225,58 +221,3 @@ class Timestamps:
         nullable=False,
     )
     """``now()`` of the last UPDATE, set by `updated_at_trigger`'s trigger."""
-
-
-def _where_citus(body: str) -> DDL:
-    # `citus.enable_unsafe_triggers` for this transaction only: Citus refuses to
-    # distribute a table with triggers (updated_at) unless told they are safe,
-    # which a trigger that only sets NEW's own column is.
-    return _ddl(
-        "DO $plinth$ BEGIN IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN "
-        "PERFORM set_config('citus.enable_unsafe_triggers', 'on', true); "
-        f"{body} END IF; END $plinth$"
-    )
-
-
-def _literal(name: str) -> str:
-    return "'" + _quote(name).replace("'", "''") + "'"
-
-
-def distribute_table(table: str, column: str, *, colocate_with: str | None = None) -> DDL:
-    """Shard `table` by `column` (``create_distributed_table``), co-located with
-    `colocate_with`, where Citus is installed; nothing on plain PostgreSQL.
-
-    Citus requires every primary key and unique constraint of `table` to include
-    `column`, and a foreign key to another distributed table to include it too.
-    """
-    colocate = f", colocate_with => {_literal(colocate_with)}" if colocate_with else ""
-    column_literal = "'" + column.replace("'", "''") + "'"
-    return _where_citus(
-        f"PERFORM create_distributed_table({_literal(table)}, {column_literal}{colocate});"
-    )
-
-
-def create_reference_table(table: str) -> DDL:
-    """Copy `table` to every node (``create_reference_table``) where Citus is
-    installed; nothing on plain PostgreSQL."""
-    return _where_citus(f"PERFORM create_reference_table({_literal(table)});")
-
-
-def distributed(model: type[Any] | Table, column: str, *, colocate_with: str | None = None) -> None:
-    """Make ``create_all`` shard `model`'s table by `column` (see `distribute_table`).
-
-    Declare it after the table's other DDL (its ``updated_at`` trigger), and
-    the co-located table's first: tables are created in dependency order.
-    """
-    table = model if isinstance(model, Table) else model.__table__
-    if column not in table.c:
-        raise ValueError(f"table {table.name!r} has no column {column!r} to distribute by")
-    event.listen(
-        table, "after_create", distribute_table(table.name, column, colocate_with=colocate_with)
-    )
-
-
-def reference_table(model: type[Any] | Table) -> None:
-    """Make ``create_all`` copy `model`'s table to every Citus node."""
-    table = model if isinstance(model, Table) else model.__table__
-    event.listen(table, "after_create", create_reference_table(table.name))
