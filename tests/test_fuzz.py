@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 import requests
 from sqlalchemy import URL
 
-from plinth.testing import create_database, drop_database, served_app
+from plinth.testing import served_app
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
@@ -30,24 +29,14 @@ EXAMPLES = int(os.environ.get("PLINTH_FUZZ_EXAMPLES", "25"))
 """Examples per operation and mode; ~60 s for the four apps on two shared cores."""
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def fuzz_database(plinth_server: URL) -> AsyncIterator[URL]:
-    name = f"plinth_fuzz_{uuid.uuid4().hex[:12]}"
-    url = await create_database(plinth_server, name)
-    try:
-        yield url
-    finally:
-        await drop_database(plinth_server, name)
-
-
 @pytest.fixture
-def served(request: pytest.FixtureRequest, fuzz_database: URL, s3_server: str) -> Iterator[str]:
+def served(request: pytest.FixtureRequest, scratch_url: URL, s3_server: str) -> Iterator[str]:
     """The app (named by the test's parameter) served on loopback; its base URL."""
     app: str = request.param
     run = uuid.uuid4().hex[:12]
     env = {
         **os.environ,
-        "DATABASE_URL": fuzz_database.render_as_string(hide_password=False),
+        "DATABASE_URL": scratch_url.render_as_string(hide_password=False),
         # mailagent's token columns
         "PLINTH_ENCRYPTION_KEYS": _encryption_key(),
         # pdftranslate's cache and storage
