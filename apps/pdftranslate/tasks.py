@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -86,17 +87,20 @@ def translate(self: Task[Any, Any], translation_id: str, tenant_id: str) -> dict
 
 @app.task(name="pdftranslate.ping")
 def ping() -> dict[str, Any]:
-    """This worker process's database round trip and identity (a worker health check)."""
+    """A database round trip from this worker process, and what served it (a health check)."""
     return worker.run(_ping())
 
 
 async def _ping() -> dict[str, Any]:
-    result = await database.ping()
+    started = time.perf_counter()
+    async with database.transaction() as session:
+        backend = await session.scalar(select(func.pg_backend_pid()))
     return {
         "pid": os.getpid(),
         "loop": id(asyncio.get_running_loop()),
         "engine": id(database.engine),
-        "latency_ms": result.latency_ms,
+        "backend_pid": backend,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 
 

@@ -40,7 +40,7 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -132,6 +132,7 @@ class WorkerLoop:
         # start, the next task retries only what did not start.
         for service in self.services:
             await service.start()
+        logger.info("%s: services started in process %d", self.name, os.getpid())
 
     def start(self, timeout: float | None = None) -> None:
         """Start the loop and the services, and wait for them (`timeout` seconds)."""
@@ -196,8 +197,9 @@ class WorkerLoop:
                 except Exception:
                     logger.exception("%s: closing %r failed", self.name, service)
         await asyncio.get_running_loop().shutdown_asyncgens()
+        logger.info("%s: services closed in process %d", self.name, os.getpid())
 
-    def connect_celery(self) -> None:
+    def connect_celery(self) -> Callable[[], None]:
         """Start in each worker process, close at its end, via Celery's signals.
 
         Prefork: ``worker_process_init`` begins the start in the child (not
@@ -205,6 +207,7 @@ class WorkerLoop:
         ``worker_process_shutdown`` closes. Solo and threads pools: the
         first task starts the loop, ``worker_shutdown`` closes it. The
         signals are Celery's, process-wide: connect one `WorkerLoop` per worker.
+        Returns a function that disconnects them.
         """
         from celery import signals
 
@@ -218,9 +221,19 @@ class WorkerLoop:
             self.close()
 
         # weak=False: these closures have no other reference.
-        signals.worker_process_init.connect(process_init, weak=False)
-        signals.worker_process_shutdown.connect(shutdown, weak=False)
-        signals.worker_shutdown.connect(shutdown, weak=False)
+        receivers = [
+            (signals.worker_process_init, process_init),
+            (signals.worker_process_shutdown, shutdown),
+            (signals.worker_shutdown, shutdown),
+        ]
+        for signal, receiver in receivers:
+            signal.connect(receiver, weak=False)
+
+        def disconnect() -> None:
+            for signal, receiver in receivers:
+                signal.disconnect(receiver)
+
+        return disconnect
 
 
 def _redact(url: str) -> str:
@@ -235,8 +248,8 @@ def _redis_database(url: str, number: int) -> str:
     """`url` (a Redis URL) naming database `number` instead of its own."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
-        query = "&".join(q for q in parts.query.split("&") if q and not q.startswith("db="))
-        return parts._replace(query="&".join(filter(None, [query, f"db={number}"]))).geturl()
+        query = [q for q in parts.query.split("&") if q and not q.startswith("db=")]
+        return f"unix://{parts.netloc}{parts.path}?{'&'.join([*query, f'db={number}'])}"
     return parts._replace(path=f"/{number}").geturl()
 
 
