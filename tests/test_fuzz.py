@@ -71,6 +71,10 @@ def served(
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        # pdftranslate's jobs: a queue of this run's own, deleted at the end
+        "CELERY_BROKER_URL": FUZZ_BROKER,
+        "CELERY_RESULT_BACKEND": FUZZ_BROKER,
+        "CELERY_QUEUE": f"pdftranslate-fuzz-{run}",
     }
     log = tmp_path / "server.log"
     with log.open("w") as output:
@@ -95,6 +99,17 @@ def served(
     finally:
         server.terminate()
         server.wait(30)
+        _delete_queue(f"pdftranslate-fuzz-{run}")
+
+
+FUZZ_BROKER = "redis://127.0.0.1:6379/14"
+
+
+def _delete_queue(name: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(FUZZ_BROKER) as client:
+        client.delete(name)
 
 
 def _encryption_key() -> str:

@@ -198,10 +198,11 @@ def test_a_database_on_the_worker_loop_keeps_its_pool_between_tasks(plinth_serve
 
 
 def test_celery_settings_default_to_redis_database_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_URL"):
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_QUEUE", "REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = CelerySettings.load(_env_file=None)
     assert settings.broker == settings.backend == "redis://127.0.0.1:6379/1"
+    assert settings.celery_config()["task_default_queue"] == "celery"
 
     monkeypatch.setenv("REDIS_URL", "rediss://:s3cret@cache.internal:6380/0")
     settings = CelerySettings.load(_env_file=None)

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Celery, Task
@@ -83,6 +83,39 @@ def translate(self: Task[Any, Any], translation_id: str, tenant_id: str) -> dict
     """Translate job `translation_id` of tenant `tenant_id`; return its summary."""
     final = self.request.retries >= MAX_RETRIES
     return worker.run(process(uuid.UUID(translation_id), uuid.UUID(tenant_id), final=final))
+
+
+@app.task(name="pdftranslate.requeue_stale")
+def requeue_stale() -> int:
+    """Send again the jobs pending for over `STALE_AFTER` (their enqueue was lost)."""
+    return worker.run(_requeue_stale())
+
+
+STALE_AFTER = timedelta(minutes=5)
+
+app.conf.beat_schedule = {
+    "requeue-stale-jobs": {"task": "pdftranslate.requeue_stale", "schedule": 300.0},
+}
+
+
+async def _requeue_stale() -> int:
+    async with database.transaction() as session:
+        rows = await session.execute(
+            select(Translation.id, Translation.tenant_id)
+            .where(
+                Translation.status == TranslationStatus.pending,
+                Translation.created_at < func.now() - STALE_AFTER,
+            )
+            .order_by(Translation.created_at)
+            .limit(1000)
+        )
+        jobs = list(rows.tuples())
+    for translation_id, tenant_id in jobs:
+        # kombu's publish blocks: off this loop, which other tasks may share.
+        await asyncio.to_thread(translate.apply_async, args=(str(translation_id), str(tenant_id)))
+    if jobs:
+        logger.warning("requeued %d jobs pending for over %s", len(jobs), STALE_AFTER)
+    return len(jobs)
 
 
 @app.task(name="pdftranslate.ping")

@@ -258,7 +258,7 @@ class CelerySettings(PlinthSettings):
 
     ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND``; both default to
     Redis database 1 on ``REDIS_URL``'s server, apart from the cache's
-    database. The `repr` masks passwords.
+    database. ``CELERY_QUEUE`` names the queue. The `repr` masks passwords.
     """
 
     broker_url: str | None = Field(default=None, validation_alias="CELERY_BROKER_URL")
@@ -269,6 +269,10 @@ class CelerySettings(PlinthSettings):
 
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     """``REDIS_URL``: the server whose database 1 is the default broker and backend."""
+
+    queue: str = Field(default="celery", min_length=1, validation_alias="CELERY_QUEUE")
+    """``CELERY_QUEUE``: the queue tasks are sent to and workers consume (Celery's
+    ``task_default_queue``): apps or environments sharing one broker each name theirs."""
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
@@ -295,6 +299,7 @@ class CelerySettings(PlinthSettings):
         return {
             "broker_url": self.broker,
             "result_backend": self.backend,
+            "task_default_queue": self.queue,
             "broker_connection_retry_on_startup": True,
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,

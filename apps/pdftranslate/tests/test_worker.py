@@ -4,7 +4,7 @@ come out in the database, in S3 and in the result backend.
 
 The worker runs in a subprocess on a database of its own (committed rows,
 unlike the rolled-back test transaction), with the test run's bucket and
-cache prefix, on Redis databases 13 (broker, a queue per run) and 14 (results).
+cache prefix, on Redis database 14 (broker and results, a queue per run).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +28,18 @@ import pytest
 import pytest_asyncio
 from celery import Celery
 from celery.result import AsyncResult
+from redis import Redis
 from sqlalchemy import URL, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pdftranslate.db import cache, storage
 from pdftranslate.models import DocumentBlock, Glossary, Translation, TranslationStatus, User
+from pdftranslate.tests.conftest import free_port
 from plinth import CelerySettings, migrations
 from plinth.db.scratch import create_database, drop_database, small_engine
 
 APP_DIR = Path(__file__).parents[1]
-BROKER_URL = "redis://127.0.0.1:6379/13"
-BACKEND_URL = "redis://127.0.0.1:6379/14"
+BROKER_URL = BACKEND_URL = "redis://127.0.0.1:6379/14"
 TIMEOUT = 30
 
 
@@ -85,9 +88,11 @@ def queue() -> str:
 @pytest.fixture(scope="module")
 def celery_client(queue: str) -> Iterator[Celery]:
     """A client of the worker's broker and backend, as the API would hold."""
-    settings = CelerySettings(CELERY_BROKER_URL=BROKER_URL, CELERY_RESULT_BACKEND=BACKEND_URL)
+    settings = CelerySettings(
+        CELERY_BROKER_URL=BROKER_URL, CELERY_RESULT_BACKEND=BACKEND_URL, CELERY_QUEUE=queue
+    )
     client = Celery("pdftranslate-test", set_as_current=False)
-    client.conf.update(settings.celery_config(), task_default_queue=queue)
+    client.conf.update(settings.celery_config())
     try:
         yield client
     finally:
@@ -120,6 +125,7 @@ def worker(
         "APP_ENV": "test",
         "CELERY_BROKER_URL": BROKER_URL,
         "CELERY_RESULT_BACKEND": BACKEND_URL,
+        "CELERY_QUEUE": queue,
         "REDIS_URL": cache.settings.redis_url,
         "CACHE_KEY_PREFIX": cache.settings.key_prefix or "",
         "AWS_BUCKET_NAME": storage.settings.bucket_name,
@@ -130,7 +136,7 @@ def worker(
     }
     command = [
         *(sys.executable, "-m", "celery", "-A", "pdftranslate.tasks", "worker"),
-        *("--pool", "prefork", "--concurrency", "2", "--queues", queue),
+        *("--pool", "prefork", "--concurrency", "2"),
         *("--hostname", f"{queue}@%h", "--loglevel", "INFO"),
         *("--without-gossip", "--without-mingle", "--without-heartbeat"),
     ]
@@ -148,7 +154,7 @@ async def result_of(result: AsyncResult[Any]) -> Any:
     return await asyncio.to_thread(result.get, timeout=TIMEOUT)
 
 
-async def seed_job(engine: AsyncEngine, pdf: bytes) -> Translation:
+async def seed_job(engine: AsyncEngine, pdf: bytes, **values: Any) -> Translation:
     """A user with a glossary and a pending job whose PDF is in the bucket."""
     tenant = uuid.uuid4()
     async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
@@ -166,6 +172,7 @@ async def seed_job(engine: AsyncEngine, pdf: bytes) -> Translation:
             original_filename="doc.pdf",
             original_path=f"{tenant}/{job_id}/original.pdf",
             file_size=len(pdf),
+            **values,
         )
         session.add(job)
     await storage.upload(job.original_path, pdf, content_type="application/pdf")
@@ -261,6 +268,26 @@ async def test_a_job_that_fails_says_why(
     assert blocks == []
 
 
+async def test_a_job_whose_enqueue_was_lost_is_sent_again(
+    worker: Worker, celery_client: Celery, worker_database: AsyncEngine
+) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=10)
+    job = await seed_job(worker_database, make_pdf([["Late"]]), created_at=created)
+    fresh = await seed_job(worker_database, make_pdf([["Just uploaded"]]))
+
+    requeued = await result_of(celery_client.send_task("pdftranslate.requeue_stale"))
+
+    assert requeued >= 1
+    for _ in range(100):
+        row, _ = await fetch(worker_database, job)
+        if row.status is TranslationStatus.completed:
+            break
+        await asyncio.sleep(0.1)
+    assert row.status is TranslationStatus.completed
+    # A job uploaded a moment ago is its enqueue's to send, not the sweep's.
+    assert (await fetch(worker_database, fresh))[0].status is TranslationStatus.pending
+
+
 async def test_the_worker_closes_its_services_when_it_stops(
     worker: Worker, celery_client: Celery
 ) -> None:
@@ -273,3 +300,87 @@ async def test_the_worker_closes_its_services_when_it_stops(
         "pdftranslate-worker: services started"
     )
     assert log.count("pdftranslate-worker: services started") >= 1
+
+
+def test_plinth_serve_runs_the_worker_beside_the_app(
+    services: None, queue: str, tmp_path: Path
+) -> None:
+    """``plinth serve --worker``: upload through the API, the worker translates, the API
+    reports it completed; both on the embedded server's database."""
+    import httpx
+
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env.update(
+        {
+            "CELERY_BROKER_URL": BROKER_URL,
+            "CELERY_RESULT_BACKEND": BACKEND_URL,
+            "CELERY_QUEUE": f"{queue}-serve",
+            "REDIS_URL": cache.settings.redis_url,
+            "CACHE_KEY_PREFIX": cache.settings.key_prefix or "",
+            "AWS_BUCKET_NAME": storage.settings.bucket_name,
+            "S3_ENDPOINT_URL": storage.settings.endpoint_url or "",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        }
+    )
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "plinth", "serve", str(APP_DIR), "--port", str(port)]
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [*command, "--worker"], env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    tenant = {"X-Tenant-ID": str(uuid.uuid4())}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                httpx.get(f"{base}/health/live", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        user = httpx.post(
+            f"{base}/users",
+            json={"google_id": str(uuid.uuid4()), "email": "ada@example.com"},
+            headers=tenant,
+        ).json()
+        job = httpx.post(
+            f"{base}/users/{user['id']}/translations",
+            params={"target_lang": "fr"},
+            content=make_pdf([["Hello from the API"]]),
+            headers={**tenant, "Content-Type": "application/pdf"},
+        ).json()
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline + TIMEOUT:
+            status = httpx.get(f"{base}/translations/{job['id']}/status", headers=tenant).json()
+            if status["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.1)
+        assert status["status"] == "completed", log.read_text()
+        assert status["progress"] == 100
+    finally:
+        server.terminate()
+        server.wait(60)
+        with Redis.from_url(BROKER_URL) as redis:
+            redis.delete(f"{queue}-serve")
+    output_text = log.read_text()
+    assert server.returncode == 0, output_text
+    assert "starting the worker: celery -A pdftranslate.tasks worker" in output_text
+    assert "pdftranslate-worker: services closed" in output_text
+
+
+def test_plinth_serve_worker_needs_a_tasks_module() -> None:
+    translator = APP_DIR.parent / "translator"
+    done = subprocess.run(
+        [sys.executable, "-m", "plinth", "serve", str(translator), "--worker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "has no tasks.py (the module with the Celery app)" in done.stderr
