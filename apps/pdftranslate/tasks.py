@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Celery, Task
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 
 from pdftranslate.api import _forget_status
 from pdftranslate.db import cache, database, storage
@@ -87,11 +87,14 @@ def translate(self: Task[Any, Any], translation_id: str, tenant_id: str) -> dict
 
 @app.task(name="pdftranslate.requeue_stale")
 def requeue_stale() -> int:
-    """Send again the jobs pending for over `STALE_AFTER` (their enqueue was lost)."""
+    """Send again the jobs pending for over `STALE_AFTER` (their enqueue was lost) and
+    those processing with no progress for `STUCK_AFTER` (their worker could not finish
+    them, nor mark them failed)."""
     return worker.run(_requeue_stale())
 
 
 STALE_AFTER = timedelta(minutes=5)
+STUCK_AFTER = timedelta(minutes=30)
 
 app.conf.beat_schedule = {
     "requeue-stale-jobs": {"task": "pdftranslate.requeue_stale", "schedule": 300.0},
@@ -103,8 +106,14 @@ async def _requeue_stale() -> int:
         rows = await session.execute(
             select(Translation.id, Translation.tenant_id)
             .where(
-                Translation.status == TranslationStatus.pending,
                 Translation.created_at < func.now() - STALE_AFTER,
+                or_(
+                    Translation.status == TranslationStatus.pending,
+                    and_(
+                        Translation.status == TranslationStatus.processing,
+                        Translation.updated_at < func.now() - STUCK_AFTER,
+                    ),
+                ),
             )
             .order_by(Translation.created_at)
             .limit(1000)
@@ -114,7 +123,7 @@ async def _requeue_stale() -> int:
         # kombu's publish blocks: off this loop, which other tasks may share.
         await asyncio.to_thread(translate.apply_async, args=(str(translation_id), str(tenant_id)))
     if jobs:
-        logger.warning("requeued %d jobs pending for over %s", len(jobs), STALE_AFTER)
+        logger.warning("requeued %d pending or stuck jobs", len(jobs))
     return len(jobs)
 
 
@@ -252,8 +261,16 @@ async def _translate(job: Translation) -> dict[str, Any]:
 
 
 async def _fail(job: Translation, reason: str) -> None:
-    async with database.transaction() as session:
-        await Jobs(session).update(job.id, status=TranslationStatus.failed, error_message=reason)
+    """Mark the job failed; if even that fails (the database is away), the job stays
+    `processing` and `requeue_stale` sends it again later."""
+    try:
+        async with database.transaction() as session:
+            await Jobs(session).update(
+                job.id, status=TranslationStatus.failed, error_message=reason
+            )
+    except Exception:
+        logger.exception("translation %s failed (%s) and cannot be marked failed", job.id, reason)
+        return
     await _forget_status(cache, job.tenant_id, job.id)
     logger.warning("translation %s failed: %s", job.id, reason)
 

@@ -271,19 +271,27 @@ async def test_a_job_that_fails_says_why(
 async def test_a_job_whose_enqueue_was_lost_is_sent_again(
     worker: Worker, celery_client: Celery, worker_database: AsyncEngine
 ) -> None:
-    created = datetime.now(UTC) - timedelta(minutes=10)
-    job = await seed_job(worker_database, make_pdf([["Late"]]), created_at=created)
+    earlier = datetime.now(UTC) - timedelta(minutes=40)
+    job = await seed_job(worker_database, make_pdf([["Late"]]), created_at=earlier)
+    stuck = await seed_job(
+        worker_database,
+        make_pdf([["Stuck"]]),
+        status=TranslationStatus.processing,
+        created_at=earlier,
+        updated_at=earlier,
+    )
     fresh = await seed_job(worker_database, make_pdf([["Just uploaded"]]))
 
     requeued = await result_of(celery_client.send_task("pdftranslate.requeue_stale"))
 
-    assert requeued >= 1
-    for _ in range(100):
-        row, _ = await fetch(worker_database, job)
-        if row.status is TranslationStatus.completed:
-            break
-        await asyncio.sleep(0.1)
-    assert row.status is TranslationStatus.completed
+    assert requeued >= 2
+    for late in (job, stuck):
+        for _ in range(100):
+            row, _ = await fetch(worker_database, late)
+            if row.status is TranslationStatus.completed:
+                break
+            await asyncio.sleep(0.1)
+        assert row.status is TranslationStatus.completed
     # A job uploaded a moment ago is its enqueue's to send, not the sweep's.
     assert (await fetch(worker_database, fresh))[0].status is TranslationStatus.pending
 
