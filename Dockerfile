@@ -4,6 +4,6 @@ WORKDIR /srv
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY apps ./apps
-RUN pip install --no-cache-dir '.[psycopg,redis,s3,crypto]'
+RUN pip install --no-cache-dir '.[psycopg,redis,s3,crypto,celery]'
 ENV PYTHONPATH=/srv/apps
 EXPOSE 8000

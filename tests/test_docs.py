@@ -156,6 +156,7 @@ def _settings_classes() -> list[type[PlinthSettings]]:
         ("plinth.cache", "CacheSettings"),
         ("plinth.storage", "StorageSettings"),
         ("plinth.encryption", "EncryptionSettings"),
+        ("plinth.tasks", "CelerySettings"),
     ]:
         with contextlib.suppress(ImportError):  # each needs its extra
             classes.append(getattr(importlib.import_module(module), name))

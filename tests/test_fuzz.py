@@ -47,9 +47,26 @@ def served(request: pytest.FixtureRequest, scratch_url: URL, s3_server: str) -> 
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        # pdftranslate's jobs: a queue of this run's own, deleted at the end
+        "CELERY_BROKER_URL": FUZZ_BROKER,
+        "CELERY_RESULT_BACKEND": FUZZ_BROKER,
+        "CELERY_QUEUE": f"pdftranslate-fuzz-{run}",
     }
-    with served_app(APPS / app, env=env) as served:
-        yield served.url
+    try:
+        with served_app(APPS / app, env=env) as served:
+            yield served.url
+    finally:
+        _delete_queue(f"pdftranslate-fuzz-{run}")
+
+
+FUZZ_BROKER = "redis://127.0.0.1:6379/14"
+
+
+def _delete_queue(name: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(FUZZ_BROKER) as client:
+        client.delete(name)
 
 
 def _encryption_key() -> str:

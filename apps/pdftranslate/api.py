@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pdftranslate.db import CacheDep, DatabaseDep, Session, StorageDep, TenantId
 from pdftranslate.models import Glossary, Translation, TranslationStatus, User
+from pdftranslate.queue import EnqueueDep
 from pdftranslate.schemas import (
     DownloadLink,
     GlossaryIn,
@@ -112,10 +113,14 @@ async def create_translation(
     database: DatabaseDep,
     cache: CacheDep,
     storage: StorageDep,
+    enqueue: EnqueueDep,
     source_lang: Lang | None = None,
     filename: Annotated[PgText, Query(min_length=1, max_length=255)] = "document.pdf",
 ) -> TranslationOut:
-    """Upload a PDF (the request body, ``Content-Type: application/pdf``) to translate."""
+    """Upload a PDF (the request body, ``Content-Type: application/pdf``) to translate.
+
+    The job is committed, then handed to the workers (`pdftranslate.tasks`).
+    """
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/pdf":
         raise HTTPException(415, "send the PDF itself as the body, Content-Type: application/pdf")
     if int(request.headers.get("content-length") or 0) > MAX_PDF_BYTES:
@@ -151,6 +156,7 @@ async def create_translation(
             await storage.delete(key)
         raise
     await _remember_status(cache, tenant, JobStatus.model_validate(translation))
+    await enqueue(translation.id, tenant)
     return TranslationOut.model_validate(translation)
 
 

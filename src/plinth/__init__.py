@@ -31,6 +31,8 @@ from plinth.lifecycle import Ping as Ping
 from plinth.migrations.guard import MigrationSettings as MigrationSettings
 from plinth.repository.base import Repository as Repository
 from plinth.repository.pagination import Page as Page
+from plinth.tasks import CelerySettings as CelerySettings
+from plinth.tasks import WorkerLoop as WorkerLoop
 from plinth.web.handlers import exception_handlers as exception_handlers
 from plinth.web.health import health_router as health_router
 from plinth.web.health import readiness as readiness
@@ -55,6 +57,7 @@ __all__ = [
     "CacheScope",
     "CacheSettings",
     "CacheUnavailableError",
+    "CelerySettings",
     "ConfigurationError",
     "Conflict",
     "ConstraintViolation",
@@ -87,6 +90,7 @@ __all__ = [
     "Storage",
     "StorageSettings",
     "StorageUnavailableError",
+    "WorkerLoop",
     "ddl",
     "exception_handlers",
     "health_router",

@@ -13,6 +13,8 @@ import pytest
 import pytest_asyncio
 
 from pdftranslate.db import cache, storage
+from pdftranslate.main import app
+from pdftranslate.queue import get_enqueue
 from plinth.testing.alembic import alembic_config, alembic_engine  # noqa: F401  (pytest-alembic)
 
 # Redis database 12 and a prefix per run: these tests touch no one else's keys.
@@ -48,7 +50,25 @@ async def services(s3_server: str) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def client(client: httpx.AsyncClient, services: None) -> httpx.AsyncClient:
+def enqueued() -> Iterator[list[tuple[uuid.UUID, uuid.UUID]]]:
+    """The jobs the API hands to the workers, recorded: no broker in these tests."""
+    jobs: list[tuple[uuid.UUID, uuid.UUID]] = []
+
+    async def record(translation_id: uuid.UUID, tenant_id: uuid.UUID) -> bool:
+        jobs.append((translation_id, tenant_id))
+        return True
+
+    app.dependency_overrides[get_enqueue] = lambda: record
+    try:
+        yield jobs
+    finally:
+        app.dependency_overrides.pop(get_enqueue, None)
+
+
+@pytest.fixture
+def client(
+    client: httpx.AsyncClient, services: None, enqueued: list[tuple[uuid.UUID, uuid.UUID]]
+) -> httpx.AsyncClient:
     """Plinth's client (database bound to the test), with cache and storage started."""
     return client
 
