@@ -31,6 +31,7 @@ from plinth.lifecycle import Ping as Ping
 from plinth.migrations.guard import MigrationSettings as MigrationSettings
 from plinth.repository.base import Repository as Repository
 from plinth.repository.pagination import Page as Page
+from plinth.repository.reads import Reads as Reads
 from plinth.web.handlers import exception_handlers as exception_handlers
 from plinth.web.health import health_router as health_router
 from plinth.web.health import readiness as readiness
@@ -81,6 +82,7 @@ __all__ = [
     "PgText",
     "Ping",
     "PlinthError",
+    "Reads",
     "Repository",
     "ServiceStateError",
     "Storage",
