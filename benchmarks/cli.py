@@ -190,9 +190,7 @@ async def run(args: argparse.Namespace) -> Report:
             delays = sizes.network_delays if args.network is None else args.network
             rtts: dict[str, str] = {}
             for delay in delays:
-                rtts[f"{delay:g} ms"] = await _network(
-                    results, url, admin, sizes, args, delay, only
-                )
+                rtts[f"{delay:g} ms"] = await _network(results, url, sizes, args, delay, only)
             if rtts:
                 environment["network round trip of SELECT 1 (median), per one-way delay"] = (
                     ", ".join(f"{delay}: {rtt}" for delay, rtt in rtts.items())
