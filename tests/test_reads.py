@@ -304,6 +304,7 @@ async def test_list_and_count_is_one_query_and_strips_the_total(
         assert await items.list_and_count(owner_id=1, limit=4, offset=100) == ([], 20)
     assert seen == ["SELECT", "SELECT"]  # past the end: the total needs a count
     assert await items.list_and_count(owner_id=7) == ([], 0)
+    assert await items.list_and_count(owner_id=1, offset=100, into=ItemOut) == ([], 20)
 
 
 async def test_exists_and_count(items: Items) -> None:

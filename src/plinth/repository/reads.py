@@ -39,6 +39,7 @@ yet committed; read that through the `Repository`. The source is a `Database`
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Callable, Sequence
 from typing import (
     TYPE_CHECKING,
@@ -52,7 +53,7 @@ from typing import (
     overload,
 )
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, ColumnElement, Select, bindparam, func, select
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -115,6 +116,7 @@ class Reads(Generic[ModelT]):
     model: type[ModelT]
     """The mapped class, taken from the type argument (``Reads[Document]``)."""
     _column_cache: ClassVar[dict[tuple[Any, ...], tuple[ColumnElement[Any], ...]]] = {}
+    _key_cache: ClassVar[dict[tuple[Any, ...], tuple[str, ...]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -180,7 +182,9 @@ class Reads(Generic[ModelT]):
         rows = await self._run(lambda c: c.execute(statement[0], params).all())
         if not rows:
             return None
-        return into.model_validate(rows[0], from_attributes=True) if into else rows[0]
+        if into is None:
+            return rows[0]
+        return into.model_validate(dict(zip(self._keys(into), rows[0], strict=False)))
 
     @overload
     async def get_one(self, id: Any) -> Row[Any]: ...
@@ -308,15 +312,19 @@ class Reads(Generic[ModelT]):
 
         def read(connection: Connection) -> tuple[builtins.list[Row[Any]], int]:
             result = connection.execute(query, params)
-            width = len(result.keys()) - 1
-            frozen = result.freeze()
-            if not frozen.data:
-                # No row carries the window total past the last page: count.
-                total = connection.execute(*count).scalar_one() if count else 0
-                return [], int(total)
-            total = frozen.data[0][width]
-            # The rows without the total column.
-            return builtins.list(frozen().columns(*range(width))), int(total)
+            if into is not None:  # the schema ignores the total column
+                rows = result.all()
+                if rows:
+                    return builtins.list(rows), int(rows[0][-1])
+            else:
+                width = len(result.keys()) - 1
+                frozen = result.freeze()
+                if frozen.data:  # the rows without the total column
+                    rows = frozen().columns(*range(width)).all()
+                    return builtins.list(rows), int(frozen.data[0][width])
+            # No row carries the window total past the last page: count.
+            total = connection.execute(*count).scalar_one() if count else 0
+            return [], int(total)
 
         rows, total = await self._run(read)
         return self._convert(rows, into), total
@@ -342,12 +350,23 @@ class Reads(Generic[ModelT]):
             return await greenlet_spawn(_on_engine, bind.sync_engine, read)
         return await bind.run_sync(read)
 
-    @staticmethod
-    def _convert(rows: Sequence[Row[Any]], into: type[BaseModel] | None) -> builtins.list[Any]:
+    def _convert(
+        self, rows: Sequence[Row[Any]], into: type[BaseModel] | None
+    ) -> builtins.list[Any]:
         if into is None:
             return builtins.list(rows)
-        validate = into.model_validate
-        return [validate(row, from_attributes=True) for row in rows]
+        # One validation of a list of plain dicts: pydantic-core loops in Rust, and
+        # zip() stops at the schema's columns (a total or cursor column follows them).
+        keys = self._keys(into)
+        return _adapter(into).validate_python([dict(zip(keys, row, strict=False)) for row in rows])
+
+    def _keys(self, into: type[BaseModel] | None) -> tuple[str, ...]:
+        """The attribute names of `_columns(into)`, in order."""
+        keys = self._key_cache.get((self.model, into))
+        if keys is None:
+            columns = self._columns(into)
+            keys = self._key_cache[(self.model, into)] = tuple(c.key for c in columns)  # type: ignore[misc]
+        return keys
 
     def _columns(self, into: type[BaseModel] | None) -> tuple[ColumnElement[Any], ...]:
         """The model's columns, labelled by attribute name; only the schema's fields."""
@@ -471,6 +490,11 @@ class Reads(Generic[ModelT]):
             return select(inner.exists()), {}
         table = self.mapper.local_table
         return select(func.count()).select_from(table).where(*conditions), {}
+
+
+@functools.cache
+def _adapter(into: type[BaseModel]) -> TypeAdapter[builtins.list[Any]]:
+    return TypeAdapter(builtins.list[into])  # type: ignore[valid-type]
 
 
 def _order_names(order_by: OrderBy | Sequence[OrderBy] | None) -> tuple[str, ...] | None:
