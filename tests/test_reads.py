@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import URL, BigInteger, DateTime, Integer, String, event, insert, select
+from sqlalchemy import URL, BigInteger, DateTime, Integer, String, event, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -222,6 +222,8 @@ async def test_list_filters_orders_and_limits_as_the_repository_does(items: Item
     rows = await items.list(Item.price > 5, order_by=Item.created_at.desc(), note=None)
     assert {r.id for r in rows} == {i for i in range(2, ROWS + 1, 2) if (i * 7) % 10 > 5}
     assert [r.created_at for r in rows] == sorted((r.created_at for r in rows), reverse=True)
+    # a SQL expression as a keyword value is compared, not bound
+    assert [r.id for r in await items.list(owner_id=literal(2) + 0, limit=2)] == [2, 5]
     models = await items.list(owner_id=2, limit=3, into=ItemOut)
     assert models == [ItemOut(**_row(i)) for i in (2, 5, 8)]
     with pytest.raises(TypeError, match="no column attribute 'colour'"):

@@ -58,6 +58,7 @@ from sqlalchemy import Column, ColumnElement, Select, bindparam, func, select
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapper
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.util import greenlet_spawn
 
 from plinth.errors import ConfigurationError, NotFound
@@ -424,7 +425,11 @@ class Reads(Generic[ModelT]):
         """The SELECT of a list shape and its parameters; prebuilt when the shape
         has no `where` expressions, no None filter and only named orderings."""
         names = _order_names(order_by)
-        cacheable = not where and names is not None and None not in by.values()
+        cacheable = (
+            not where
+            and names is not None
+            and all(v is not None and not isinstance(v, ClauseElement) for v in by.values())
+        )
         key = (
             "list", self.model, into, tuple(sorted(by)), names,
             limit is None, bool(offset), after is None, keyset, total,
