@@ -16,6 +16,7 @@ import importlib.metadata
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -28,9 +29,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from benchmarks.cases import QUICK, Sizes, bulk_cases, http_cases
+from benchmarks.cases import QUICK, Sizes, bulk_cases, http_cases, network_cases
 from benchmarks.harness import Case, CaseResult, run_case
 from benchmarks.isolation import isolation_bench
+from benchmarks.netdelay import delayed_proxy
 from benchmarks.report import markdown, write_json
 from benchmarks.schema import create_schema, seed
 from benchmarks.variants import VARIANTS, Variant, build_variant, close_all
@@ -163,6 +165,7 @@ async def run(args: argparse.Namespace) -> Report:
     if args.rows is not None:
         sizes = dataclasses.replace(sizes, rows=args.rows)
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 5)
+    args.rounds_used = rounds
     only = set(args.only.split(",")) if args.only else None
     load_before = os.getloadavg()
     started = time.perf_counter()
@@ -184,6 +187,14 @@ async def run(args: argparse.Namespace) -> Report:
                         if only is None or case.key in only:
                             _say(f"{case.title} ...")
                             results.append(await run_case(case, rounds, random.Random(args.seed)))
+            delays = sizes.network_delays if args.network is None else args.network
+            rtts: dict[str, str] = {}
+            for delay in delays:
+                rtts[f"{delay:g} ms"] = await _network(results, url, sizes, args, delay, only)
+            if rtts:
+                environment["network round trip of SELECT 1 (median), per one-way delay"] = (
+                    ", ".join(f"{delay}: {rtt}" for delay, rtt in rtts.items())
+                )
             if not args.no_round_trips:
                 _say("counting round trips ...")
                 await _round_trips(results, server, url, admin, sizes, args.seed, prefix)
@@ -213,6 +224,42 @@ async def run(args: argparse.Namespace) -> Report:
     )
 
 
+async def _rtt(dsn: str, count: int = 200) -> float:
+    """The median round trip of ``SELECT 1`` on one connection to `dsn`, in ms."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            await connection.fetchval("SELECT 1")
+            times.append(time.perf_counter() - started)
+    finally:
+        await connection.close()
+    return statistics.median(times) * 1000
+
+
+async def _network(
+    results: list[CaseResult],
+    url: URL,
+    sizes: Sizes,
+    args: argparse.Namespace,
+    delay_ms: float,
+    only: set[str] | None,
+) -> str:
+    """The network cases at `delay_ms` each way, every variant through one proxy."""
+    assert url.host is not None
+    with delayed_proxy(url.host, url.port or 5432, delay_ms) as (host, port):
+        proxied = url.set(host=host, port=port)
+        rtt = await _rtt(_dsn(proxied))
+        async with _variants(proxied, VARIANTS) as (variants, clients):
+            rng = random.Random(args.seed)
+            for case in network_cases(clients, variants, sizes, rng, delay_ms, rtt):
+                if only is None or case.key in only or "network" in only:
+                    _say(f"{case.title} ...")
+                    results.append(await run_case(case, args.rounds_used, random.Random(args.seed)))
+    return f"{rtt:.2f} ms (loopback + {2 * delay_ms:g} ms ideal)"
+
+
 async def _round_trips(
     results: Sequence[CaseResult],
     server: URL,
@@ -224,6 +271,7 @@ async def _round_trips(
 ) -> None:
     counter = RoundTripCounter()
     keys = {result.case.key for result in results}
+    keys |= {key.split("_", 1)[1] for key in keys if key.startswith("net")}
     few = dataclasses.replace(
         sizes, requests=10, concurrent_requests=16, deep_requests=2, tests=4, slow_tests=2
     )
@@ -237,7 +285,10 @@ async def _round_trips(
                     cases.append(iso.case(few.tests, few.slow_tests))
                 trips = await _count(cases, counter)
     for result in results:
-        result.case.round_trips = trips.get(result.case.key, {})
+        # A network case makes the round trips of its loopback case.
+        key = result.case.key
+        base = key.split("_", 1)[1] if key.startswith("net") else key
+        result.case.round_trips = trips.get(base, {})
 
 
 def _redacted(argv: Sequence[str]) -> list[str]:
@@ -272,6 +323,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=str(HERE / "RESULTS.md"), help="Markdown report path")
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--no-round-trips", action="store_true", help="skip the counting pass")
+    p.add_argument(
+        "--network",
+        type=lambda value: tuple(float(v) for v in value.split(",") if v),
+        help="one-way delays in ms for the network scenario (default 0.25,1; '' for none)",
+    )
     return p
 
 

@@ -10,7 +10,9 @@
   query for totals, ``add_all`` + ``commit`` for bulk.
 - **A**: advanced-alchemy's FastAPI extension (``commit_mode="autocommit"``)
   and ``SQLAlchemyAsyncRepository``.
-- **P**: Plinth: ``Database``, ``database.depends``, ``plinth.repository``.
+- **P**: Plinth: ``Database``; reads through ``plinth.Reads`` (Core rows into the
+  response model, no session), the write through ``database.depends`` and
+  ``plinth.Repository``.
 
 Every pool holds 20 connections (N's and A's may overflow by 10), so
 concurrency 16 never waits for a connection.
@@ -357,10 +359,13 @@ class Plinth(Variant):
 
     def __init__(self, url: str) -> None:
         from plinth import Database, DatabaseSettings, exception_handlers
-        from plinth.repository import Repository
+        from plinth.repository import Reads, Repository
         from plinth.repository.pagination import encode_cursor
 
         class ItemRepository(Repository[Item]):
+            pass
+
+        class ItemReads(Reads[Item]):
             pass
 
         class BulkRepository(Repository[BulkItem]):
@@ -374,9 +379,13 @@ class Plinth(Variant):
         Session = Annotated[AsyncSession, database.depends]
         self.app = app = FastAPI(exception_handlers=exception_handlers)
 
+        # Reads go through plinth.Reads (Core rows into the response model, no
+        # Session); the write goes through the repository in a unit of work.
+        Items = Annotated[ItemReads, ItemReads.depends(database)]
+
         @app.get("/items/{item_id}")
-        async def get_item(item_id: int, session: Session) -> ItemOut:
-            return ItemOut.model_validate(await ItemRepository(session).get_one(item_id))
+        async def get_item(item_id: int, items: Items) -> ItemOut:
+            return await items.get_one(item_id, into=ItemOut)
 
         @app.post("/items", status_code=201)
         async def create_item(body: ItemIn, session: Session) -> ItemOut:
@@ -384,21 +393,19 @@ class Plinth(Variant):
             return ItemOut.model_validate(item)
 
         @app.get("/items")
-        async def list_items(owner_id: int, session: Session, offset: int = 0) -> PageOut:
-            items, total = await ItemRepository(session).list_and_count(
-                owner_id=owner_id, limit=PAGE, offset=offset
+        async def list_items(owner_id: int, items: Items, offset: int = 0) -> PageOut:
+            rows, total = await items.list_and_count(
+                owner_id=owner_id, limit=PAGE, offset=offset, into=ItemOut
             )
-            return PageOut(items=[ItemOut.model_validate(i) for i in items], total=total)
+            return PageOut(items=rows, total=total)
 
         @app.get("/deep")
-        async def deep_page(offset: int, session: Session) -> list[ItemOut]:
-            items = await ItemRepository(session).list(limit=PAGE, offset=offset)
-            return [ItemOut.model_validate(i) for i in items]
+        async def deep_page(offset: int, items: Items) -> list[ItemOut]:
+            return await items.list(limit=PAGE, offset=offset, into=ItemOut)
 
         @app.get("/after")
-        async def keyset_page(after: str, session: Session) -> list[ItemOut]:
-            page = await ItemRepository(session).page(limit=PAGE, after=after)
-            return [ItemOut.model_validate(i) for i in page.items]
+        async def keyset_page(after: str, items: Items) -> list[ItemOut]:
+            return (await items.page(limit=PAGE, after=after, into=ItemOut)).items
 
     def keyset_path(self, after_id: int) -> str:
         return f"/after?after={self.encode_cursor([after_id])}"

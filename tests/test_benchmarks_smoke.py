@@ -29,11 +29,20 @@ def test_every_benchmark_runs_once_and_counts_round_trips(
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     cases = json.loads(data.read_text())["cases"]
+    network = {
+        f"net{delay}us_{key}"
+        for delay in (250, 1000)
+        for key in ("get_c1", "get_c16", "page", "deep_keyset", "post")
+    }
     assert set(cases) == {
         "get_c1", "get_c16", "post", "page", "deep_offset", "deep_keyset",
-        "bulk", "bulk_ids", "isolation",
+        "bulk", "bulk_ids", "isolation", *network,
     }  # fmt: skip
     trips = {key: case["round_trips"] for key, case in cases.items()}
+    # Through the delaying proxy, every variant makes the round trips it makes on loopback.
+    for key in network:
+        assert trips[key] == trips[key.split("_", 1)[1]], key
+    assert set(cases["net1000us_get_c1"]["ratios"]) == {"P/R", "N/P", "A/P"}
     # A plain read is one round trip for raw asyncpg and for Plinth (no
     # BEGIN/ROLLBACK); the seed-style code pays three.
     assert trips["get_c1"] == {"R": 1, "N": 3, "A": 3, "P": 1}
@@ -53,3 +62,5 @@ def test_every_benchmark_runs_once_and_counts_round_trips(
     assert "| P Plinth |" in report
     assert "PostgreSQL" in report
     assert "## Targets" in report
+    assert "1 ms each way" in report
+    assert "network round trip of SELECT 1" in report

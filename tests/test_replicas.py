@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from plinth import Database, DatabaseSettings, readiness
 from plinth.embedded import EmbeddedServer, start_embedded
@@ -77,6 +77,11 @@ async def test_reads_on_the_replica_until_the_first_write(
             assert await session.scalar(text("SELECT count(*) FROM seen")) >= 1
         async with database.transaction(primary=True) as session:
             assert await _on_replica(session) is False
+        # plinth.Reads reads outside a unit of work: on the replica too.
+        read_bind = database.read_bind
+        assert isinstance(read_bind, AsyncEngine)
+        async with read_bind.connect() as connection:
+            assert await connection.scalar(select(func.pg_is_in_recovery())) is True
         ok, report = await readiness(database)
         assert ok, report
         (replica,) = report["replicas"]

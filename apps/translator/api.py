@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plinth import Limit, NotFound, Offset, PgText, ddl
-from translator.db import Session
+from translator.db import DocumentReads, Session, TranslationReads
 from translator.models import Document, Translation
 from translator.schemas import (
     DocumentIn,
@@ -41,19 +41,20 @@ async def create_document(body: DocumentIn, session: Session) -> DocumentOut:
 
 @router.get("/documents")
 async def list_documents(
-    session: Session,
+    documents: DocumentReads,
     session_id: Annotated[PgText | None, Query(max_length=255)] = None,
     user_id: uuid.UUID | None = None,
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> list[DocumentOut]:
-    query = select(Document).order_by(Document.created_at.desc(), Document.id)
-    if session_id is not None:
-        query = query.where(Document.session_id == session_id)
-    if user_id is not None:
-        query = query.where(Document.user_id == user_id)
-    rows = await session.scalars(query.limit(limit).offset(offset))
-    return [DocumentOut.model_validate(row) for row in rows]
+    owner: dict[str, Any] = {"session_id": session_id, "user_id": user_id}
+    return await documents.list(
+        order_by=["-created_at", "id"],
+        limit=limit,
+        offset=offset,
+        into=DocumentOut,
+        **{key: value for key, value in owner.items() if value is not None},
+    )
 
 
 @router.get("/documents/search")
@@ -70,8 +71,11 @@ async def search_documents(
 
 
 @router.get("/documents/{document_id}")
-async def get_document(document_id: uuid.UUID, session: Session) -> DocumentOut:
-    return DocumentOut.model_validate(await _get(session, Document, document_id))
+async def get_document(document_id: uuid.UUID, documents: DocumentReads) -> DocumentOut:
+    document = await documents.get(document_id, into=DocumentOut)
+    if document is None:
+        raise NotFound(f"document {document_id} not found")
+    return document
 
 
 @router.post("/documents/{document_id}/translations", status_code=201)
@@ -85,8 +89,13 @@ async def request_translation(
 
 
 @router.get("/translations/{translation_id}")
-async def get_translation(translation_id: uuid.UUID, session: Session) -> TranslationOut:
-    return TranslationOut.model_validate(await _get(session, Translation, translation_id))
+async def get_translation(
+    translation_id: uuid.UUID, translations: TranslationReads
+) -> TranslationOut:
+    translation = await translations.get(translation_id, into=TranslationOut)
+    if translation is None:
+        raise NotFound(f"translation {translation_id} not found")
+    return translation
 
 
 @router.patch("/translations/{translation_id}")

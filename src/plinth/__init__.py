@@ -31,6 +31,7 @@ from plinth.lifecycle import Ping as Ping
 from plinth.migrations.guard import MigrationSettings as MigrationSettings
 from plinth.repository.base import Repository as Repository
 from plinth.repository.pagination import Page as Page
+from plinth.repository.reads import Reads as Reads
 from plinth.tasks import CelerySettings as CelerySettings
 from plinth.tasks import WorkerLoop as WorkerLoop
 from plinth.web.handlers import exception_handlers as exception_handlers
@@ -85,6 +86,7 @@ __all__ = [
     "PgText",
     "Ping",
     "PlinthError",
+    "Reads",
     "Repository",
     "ServiceStateError",
     "Storage",

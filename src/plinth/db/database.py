@@ -76,6 +76,7 @@ class Database(Service):
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._embedded: EmbeddedServer | None = None
         self._bound: async_sessionmaker[AsyncSession] | None = None
+        self._bound_connection: AsyncConnection | None = None
         self.depends: Any = Depends(self.get_db, scope="function")
         """Use as ``Annotated[AsyncSession, database.depends]``: commits before the response."""
         self.depends_primary: Any = Depends(self.get_primary_db, scope="function")
@@ -103,6 +104,16 @@ class Database(Service):
                 "(FastAPI does it when the app uses `lifespan=database.lifespan`)"
             )
         return self._engine
+
+    @property
+    def read_bind(self) -> AsyncEngine | AsyncConnection:
+        """Where reads outside a unit of work go (`plinth.Reads`): a healthy read
+        replica when there are any, else the engine; in tests, the connection
+        that `bind` routes everything through."""
+        if self._bound_connection is not None:
+            return self._bound_connection
+        replica = self._replicas.choose() if self._replicas is not None else None
+        return replica if replica is not None else self.engine
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -280,10 +291,12 @@ class Database(Service):
         self._bound = async_sessionmaker(
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
+        self._bound_connection = connection
         try:
             yield
         finally:
             self._bound = None
+            self._bound_connection = None
 
     async def ping(self, timeout: float = 2.0) -> Ping:
         """Run ``SELECT 1`` within `timeout` seconds; raise `DatabaseUnavailableError`

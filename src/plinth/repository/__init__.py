@@ -4,6 +4,7 @@
     mapping     what a repository checks and caches about its model's mapping
     pagination  ordering, offset pages, opaque keyset cursors (Page)
     bulk        bulk_insert: COPY on asyncpg, executemany elsewhere
+    reads       Reads: Core reads into rows or Pydantic models, no Session
 
 Needs only SQLAlchemy and `plinth.errors`: a repository works on any
 `AsyncSession`, so it imports nothing of `plinth.db`.
@@ -13,5 +14,6 @@ from __future__ import annotations
 
 from plinth.repository.base import Repository as Repository
 from plinth.repository.pagination import Page as Page
+from plinth.repository.reads import Reads as Reads
 
-__all__ = ["Page", "Repository"]
+__all__ = ["Page", "Reads", "Repository"]
