@@ -137,14 +137,10 @@ def resolve_database_url(settings: DatabaseSettings, app_dir: Path) -> Iterator[
 def start_announced(project: Path) -> EmbeddedServer:
     """Start (or reuse) the embedded server and say so on stderr."""
     from plinth.embedded.postgres import start_embedded
+    from plinth.embedded.process import announce
 
     server = start_embedded(project)
-    verb = "Started" if server.started_here else "Reusing"
-    print(
-        f"{verb} embedded PostgreSQL {server.version} on 127.0.0.1:{server.port} "
-        f"(data: {server.data_dir})",
-        file=sys.stderr,
-    )
+    announce("PostgreSQL", server.version, server.port, server.data_dir, server.started_here)
     return server
 
 
