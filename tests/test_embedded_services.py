@@ -89,6 +89,14 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _who_listens(port: int) -> list[tuple[int | None, str]]:
+    return [
+        (conn.pid, psutil.Process(conn.pid).name() if conn.pid else "?")
+        for conn in psutil.net_connections(kind="inet")
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN
+    ]
+
+
 def _listen_addresses(pid: int) -> set[str]:
     return {
         conn.laddr.ip
@@ -121,7 +129,7 @@ def test_shared_between_processes_and_stopped_by_the_last_user(
         assert a.ask("release") is True
         print(f"{program}: stop {time.perf_counter() - started:.2f} s")
         assert process_state(pid, program) != "running"
-        assert not _listening(port)
+        assert not _listening(port), (program, port, _who_listens(port))
 
         # The next user starts it again, on the same port (clients keep their URL).
         port_again, pid_again, started_here = a.ask("start")

@@ -279,9 +279,18 @@ def process_state(pid: int, program: str) -> str:
     except FileNotFoundError:
         return "running" if not Path("/proc/self").exists() else "gone"
     comm, _, rest = stat_line.partition("(")[2].rpartition(")")
-    if rest.split()[0] == "Z":
+    if rest.split()[0] == "Z" and not _other_threads(pid):
         return "zombie"
+    # A multi-threaded server (weed) whose main thread has exited still holds
+    # its sockets until its last thread is gone: that counts as running.
     return "running" if comm == program else "other"
+
+
+def _other_threads(pid: int) -> bool:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def _read_state(state_file: Path) -> tuple[int, dict[str, int], str] | None:
