@@ -122,6 +122,8 @@ def test_pdftranslate_has_postgres_redis_and_s3(home: Path) -> None:
     assert _started(lines, "Valkey 8.")
     assert _started(lines, "SeaweedFS S3")
     # The last user gone, the servers are gone too.
+    assert any(line.startswith("Stopped embedded Valkey on 127.0.0.1:") for line in lines)
+    assert any(line.startswith("Stopped embedded SeaweedFS S3 on 127.0.0.1:") for line in lines)
     for name, program in (("valkey", "valkey-server"), ("seaweedfs", "weed")):
         state = (home / f"{name}.json").read_text()
         pid = int(state.split('"pid": ')[1].split(",")[0])

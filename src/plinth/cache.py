@@ -362,9 +362,12 @@ class Cache(_Operations, Service):
         return self._settings
 
     async def _release_embedded(self) -> None:
+        from plinth.embedded.process import announce_release
+
         if self._embedded is not None:
             embedded, self._embedded = self._embedded, None
-            await asyncio.to_thread(embedded.release)
+            stopped = await asyncio.to_thread(embedded.release)
+            announce_release("Valkey", embedded.port, stopped)
 
     async def _connect(self, client: Redis) -> str:
         async def attempt() -> str:

@@ -146,10 +146,6 @@ def start_announced(project: Path) -> EmbeddedServer:
 
 def stop_announced(server: EmbeddedServer) -> None:
     """Release the embedded server (stopped unless still in use), and say so."""
-    if server.release():
-        print(f"Stopped embedded PostgreSQL on 127.0.0.1:{server.port}", file=sys.stderr)
-    else:
-        print(
-            f"Embedded PostgreSQL on 127.0.0.1:{server.port} left running (still in use)",
-            file=sys.stderr,
-        )
+    from plinth.embedded.process import announce_release
+
+    announce_release("PostgreSQL", server.port, server.release())

@@ -327,9 +327,12 @@ class Storage(Service):
         return self._settings
 
     async def _release_embedded(self) -> None:
+        from plinth.embedded.process import announce_release
+
         if self._embedded is not None:
             embedded, self._embedded = self._embedded, None
-            await asyncio.to_thread(embedded.release)
+            stopped = await asyncio.to_thread(embedded.release)
+            announce_release("SeaweedFS S3", embedded.port, stopped)
 
     async def close(self) -> None:
         """Close the client; the storage cannot be started again."""

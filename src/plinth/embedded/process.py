@@ -37,7 +37,14 @@ from plinth.embedded.home import embedded_home
 from plinth.embedded.ports import HOST, free_port, pick_port
 from plinth.errors import EmbeddedServerError
 
-__all__ = ["Daemon", "EmbeddedService", "announce", "process_state", "start_daemon"]
+__all__ = [
+    "Daemon",
+    "EmbeddedService",
+    "announce",
+    "announce_release",
+    "process_state",
+    "start_daemon",
+]
 
 _CREDENTIALS = "credentials.json"
 # Our own children, kept so that they can be reaped (and never warned about).
@@ -119,6 +126,14 @@ def announce(title: str, version: str, port: int, data_dir: Path, started_here: 
     """The one start-up line every embedded server prints on stderr."""
     verb = "Started" if started_here else "Reusing"
     print(f"{verb} embedded {title} {version} on {HOST}:{port} (data: {data_dir})", file=sys.stderr)
+
+
+def announce_release(title: str, port: int, stopped: bool) -> None:
+    """The line a released embedded server prints on stderr."""
+    if stopped:
+        print(f"Stopped embedded {title} on {HOST}:{port}", file=sys.stderr)
+    else:
+        print(f"Embedded {title} on {HOST}:{port} left running (still in use)", file=sys.stderr)
 
 
 def start_daemon(daemon: Daemon, project_dir: Path | None = None) -> EmbeddedService:
