@@ -322,7 +322,7 @@ class Cache(_Operations, Service):
             return
         if self._state is State.CLOSED:
             raise ServiceStateError("Cache is closed; create a new one to reconnect")
-        settings = self.settings
+        settings = configured = self.settings
         if settings.key_prefix is not None:
             self._prefix = settings.key_prefix
         if settings.redis_url is None:
@@ -344,6 +344,7 @@ class Cache(_Operations, Service):
             await client.aclose()
             await pool.aclose()
             await self._release_embedded()
+            self._settings = configured  # a retry starts the embedded server afresh
             raise
         self._client = client
         self._state = State.STARTED

@@ -262,7 +262,7 @@ class Storage(Service):
             return
         if self._state is State.CLOSED:
             raise ServiceStateError("Storage is closed; create a new one to reconnect")
-        settings = self.settings
+        settings = configured = self.settings
         if settings.embedded:
             settings = await self._start_embedded(settings)
         session = aioboto3.Session(
@@ -299,6 +299,7 @@ class Storage(Service):
             self._client = self._stack = self._presigner = None
             await stack.aclose()
             await self._release_embedded()
+            self._settings = configured  # a retry starts the embedded server afresh
             raise
         self._state = State.STARTED
         logger.info("storage connected to %s", settings.describe())
