@@ -104,13 +104,39 @@ def _command(
 
 
 def _answers(ports: Mapping[str, int]) -> bool:
-    """Any HTTP answer from the S3 gateway (403 to an unsigned request)."""
-    connection = http.client.HTTPConnection(HOST, ports["s3"], timeout=1.0)
-    try:
-        connection.request("GET", "/")
-        return connection.getresponse().status > 0
-    except (OSError, http.client.HTTPException):
+    """The S3 gateway answers (403 to an unsigned request) and the master knows
+    every volume on disk.
+
+    Restarted on existing data, ``weed`` answers S3 requests before its volume
+    server has told the master about its volumes: reads then fail with
+    ``InternalError`` ("volume 1 not found") for up to a few seconds.
+    """
+    if _get(ports["s3"], "/") is None:
         return False
+    status = _get(ports["volume"], "/status")
+    if status is None or status[0] != 200:
+        return False
+    try:
+        volumes = json.loads(status[1]).get("Volumes") or []
+        ids = {int(volume["Id"]) for volume in volumes}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False
+    for volume_id in sorted(ids):
+        found = _get(ports["master"], f"/dir/lookup?volumeId={volume_id}")
+        if found is None or found[0] != 200:
+            return False
+    return True
+
+
+def _get(port: int, path: str) -> tuple[int, bytes] | None:
+    """Status and body of a GET on loopback, or None if nothing answers."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=1.0)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException):
+        return None
     finally:
         connection.close()
 
