@@ -103,7 +103,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def test_settings_defaults_follow_the_seed() -> None:
     settings = CacheSettings()
     assert settings.max_connections == 10
-    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.redis_url is None  # the embedded Valkey (tests/test_embedded_services.py)
 
 
 def test_settings_read_redis_url_and_cache_variables(monkeypatch: pytest.MonkeyPatch) -> None:

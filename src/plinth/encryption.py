@@ -10,7 +10,11 @@ hold Fernet tokens (authenticated AES-128-CBC + HMAC-SHA256, base64 text)::
 Keys come from ``PLINTH_ENCRYPTION_KEYS`` (the environment or ``.env``),
 comma-separated, **newest first**: the first key encrypts, every key decrypts.
 They are read on first use, so importing models and running migrations needs
-no key; call `Keyring.from_env` at start-up to fail fast. Generate a key with
+no key; call `Keyring.from_env` at start-up to fail fast. With the variable
+unset and ``APP_ENV`` development or test, a development key made once into
+the project's embedded home (``development-keys.json``, mode 0600, see
+`plinth.embedded.keys`) is used, and announced on stderr; production refuses
+to start without the variable. Generate a key with
 ``python -c "from plinth.encryption import generate_key; print(generate_key())"``.
 
 Rotation (`cryptography`'s ``MultiFernet.rotate``):
@@ -30,7 +34,9 @@ be neither indexed nor searched.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -39,7 +45,7 @@ from sqlalchemy import Table, Text, bindparam, select, type_coerce, update
 from sqlalchemy.types import TypeDecorator
 
 from plinth.errors import EncryptionKeyError
-from plinth.settings import PlinthSettings
+from plinth.settings import AppEnv, PlinthSettings
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -73,6 +79,13 @@ class EncryptionSettings(PlinthSettings):
     encryption_keys: SecretStr | None = Field(default=None, validation_alias=ENV_VAR)
     """``PLINTH_ENCRYPTION_KEYS``: Fernet keys, comma-separated, newest first."""
 
+    app_env: AppEnv = Field(default="development", validation_alias="APP_ENV")
+    """``APP_ENV``: only development and test fall back to development keys."""
+
+
+# The development key files already announced by this process.
+_announced: set[Path] = set()
+
 
 class Keyring:
     """Fernet keys, newest first: encrypts with the first, decrypts with any."""
@@ -100,17 +113,41 @@ class Keyring:
         return f"<Keyring {self.size} key{'s' if self.size > 1 else ''} from {self.source}>"
 
     @classmethod
-    def from_env(cls) -> Keyring:
-        """The keys in ``PLINTH_ENCRYPTION_KEYS``; `EncryptionKeyError` if unset or bad."""
-        secret = EncryptionSettings().encryption_keys
+    def from_env(cls, project_dir: Path | None = None) -> Keyring:
+        """The keys in ``PLINTH_ENCRYPTION_KEYS``; `EncryptionKeyError` if bad.
+
+        Unset with ``APP_ENV`` development or test: the development keys of
+        `project_dir`'s project (default: the current directory's). Unset in
+        production: `EncryptionKeyError`.
+        """
+        settings = EncryptionSettings()
+        secret = settings.encryption_keys
         text = secret.get_secret_value() if secret is not None else ""
         keys = [key for key in text.split(",") if key.strip()]
-        if not keys:
-            raise EncryptionKeyError(
-                f"{ENV_VAR} is not set: it must hold one or more Fernet keys, comma-separated, "
-                f"newest first; generate one with: {_GENERATE}"
+        if keys:
+            return cls(keys, source=ENV_VAR)
+        if settings.app_env in ("development", "test"):
+            return cls._development(settings.app_env, project_dir)
+        raise EncryptionKeyError(
+            f"{ENV_VAR} is not set: it must hold one or more Fernet keys, comma-separated, "
+            f"newest first (required when APP_ENV={settings.app_env}); generate one with: "
+            f"{_GENERATE}"
+        )
+
+    @classmethod
+    def _development(cls, app_env: str, project_dir: Path | None) -> Keyring:
+        from plinth.embedded.keys import development_keys
+
+        text, path, created = development_keys(project_dir)
+        if path not in _announced:
+            _announced.add(path)
+            verb = "Generated" if created else "Using"
+            print(
+                f"{verb} development encryption keys in {path} ({ENV_VAR} unset, "
+                f"APP_ENV={app_env}; production requires {ENV_VAR})",
+                file=sys.stderr,
             )
-        return cls(keys, source=ENV_VAR)
+        return cls(text.split(","), source=f"the development keys in {path}")
 
     def encrypt(self, plaintext: str) -> str:
         """A Fernet token for `plaintext`, made with the newest key."""

@@ -79,7 +79,7 @@ class DatabaseBusyError(DatabaseUnavailableError):
 
 
 class EmbeddedServerError(PlinthError, RuntimeError):
-    """The embedded PostgreSQL server could not be set up, started or stopped."""
+    """An embedded server (PostgreSQL, Valkey, SeaweedFS) could not be set up, started, stopped."""
 
 
 class ServiceStateError(PlinthError, RuntimeError):

