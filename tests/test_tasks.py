@@ -151,6 +151,30 @@ def test_run_on_the_loop_itself_is_refused(worker: WorkerLoop) -> None:
     worker.run(nested())
 
 
+@pytest.fixture
+def own_signals() -> Iterator[None]:
+    """Celery's worker signals are process-wide: an app imported earlier in this
+    run (pdftranslate's tasks module) connected its WorkerLoop to them, and a
+    signal sent here would start that app's services too. These tests see only
+    the receivers they connect."""
+    worker_signals = (
+        signals.worker_process_init,
+        signals.worker_process_shutdown,
+        signals.worker_shutdown,
+    )
+    saved = [(signal, signal.receivers) for signal in worker_signals]
+    for signal in worker_signals:
+        signal.receivers = []
+        signal.sender_receivers_cache.clear()
+    try:
+        yield
+    finally:
+        for signal, receivers in saved:
+            signal.receivers = receivers
+            signal.sender_receivers_cache.clear()
+
+
+@pytest.mark.usefixtures("own_signals")
 def test_celery_signals_start_and_close_the_loop(worker: WorkerLoop, recorder: Recorder) -> None:
     disconnect = worker.connect_celery()
     try:
@@ -166,6 +190,7 @@ def test_celery_signals_start_and_close_the_loop(worker: WorkerLoop, recorder: R
     assert recorder._state is State.CLOSED  # disconnected: no new start
 
 
+@pytest.mark.usefixtures("own_signals")
 def test_a_failing_start_in_the_process_init_signal_is_logged_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
