@@ -123,16 +123,7 @@ def worker(
         "PYTHONPATH": os.pathsep.join([str(APP_DIR.parent), os.environ.get("PYTHONPATH", "")]),
         "DATABASE_URL": url,
         "APP_ENV": "test",
-        "CELERY_BROKER_URL": BROKER_URL,
-        "CELERY_RESULT_BACKEND": BACKEND_URL,
-        "CELERY_QUEUE": queue,
-        "REDIS_URL": cache.settings.redis_url or "",
-        "CACHE_KEY_PREFIX": cache.settings.key_prefix or "",
-        "AWS_BUCKET_NAME": storage.settings.bucket_name or "",
-        "S3_ENDPOINT_URL": storage.settings.endpoint_url or "",
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        **_services_env(queue),
     }
     command = [
         *(sys.executable, "-m", "celery", "-A", "pdftranslate.tasks", "worker"),
@@ -319,20 +310,7 @@ def test_plinth_serve_runs_the_worker_beside_the_app(
 
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    env.update(
-        {
-            "CELERY_BROKER_URL": BROKER_URL,
-            "CELERY_RESULT_BACKEND": BACKEND_URL,
-            "CELERY_QUEUE": f"{queue}-serve",
-            "REDIS_URL": cache.settings.redis_url or "",
-            "CACHE_KEY_PREFIX": cache.settings.key_prefix or "",
-            "AWS_BUCKET_NAME": storage.settings.bucket_name or "",
-            "S3_ENDPOINT_URL": storage.settings.endpoint_url or "",
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing-secret",
-        }
-    )
+    env.update(_services_env(f"{queue}-serve"))
     log = tmp_path / "serve.log"
     command = [sys.executable, "-m", "plinth", "serve", str(APP_DIR), "--port", str(port)]
     with log.open("w") as output:
@@ -392,3 +370,19 @@ def test_plinth_serve_worker_needs_a_tasks_module() -> None:
     )
     assert done.returncode == 1
     assert "has no tasks.py (the module with the Celery app)" in done.stderr
+
+
+def _services_env(queue: str) -> dict[str, str]:
+    """The broker, queue, cache and storage the test's own services use, for a subprocess."""
+    return {
+        "CELERY_BROKER_URL": BROKER_URL,
+        "CELERY_RESULT_BACKEND": BACKEND_URL,
+        "CELERY_QUEUE": queue,
+        "REDIS_URL": cache.settings.redis_url or "",
+        "CACHE_KEY_PREFIX": cache.settings.key_prefix or "",
+        "AWS_BUCKET_NAME": storage.settings.bucket_name or "",
+        "S3_ENDPOINT_URL": storage.settings.endpoint_url or "",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret",
+    }

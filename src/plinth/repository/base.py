@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy import delete as sql_delete
@@ -86,13 +86,7 @@ class Repository(Generic[ModelT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "model" in cls.__dict__:
-            return
-        for base in getattr(cls, "__orig_bases__", ()):
-            if get_origin(base) is Repository:
-                (model,) = get_args(base)
-                if isinstance(model, type):
-                    cls.model = model
+        mapping.bind_model_argument(cls, Repository)
 
     def __init__(self, session: AsyncSession) -> None:
         model = getattr(self, "model", None)

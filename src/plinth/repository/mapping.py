@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 import weakref
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Mapper
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapper
 from plinth.errors import ConfigurationError
 
 __all__ = [
+    "bind_model_argument",
     "by_pk_statement",
     "check_relationships",
     "checked",
@@ -91,3 +92,15 @@ def pk_params(mapper: Mapper[Any], id: Any) -> dict[str, Any] | None:
     if any(value is None for value in values):
         return None
     return {f"plinth_pk_{index}": value for index, value in enumerate(values)}
+
+
+def bind_model_argument(cls: type, generic: type) -> None:
+    """Set ``cls.model`` from its type argument (``Repository[User]``, ``Reads[User]``),
+    unless the class names its model itself."""
+    if "model" in cls.__dict__:
+        return
+    for base in getattr(cls, "__orig_bases__", ()):
+        if get_origin(base) is generic:
+            (model,) = get_args(base)
+            if isinstance(model, type):
+                cls.model = model  # type: ignore[attr-defined]

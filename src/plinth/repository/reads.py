@@ -48,8 +48,6 @@ from typing import (
     Generic,
     Protocol,
     TypeVar,
-    get_args,
-    get_origin,
     overload,
 )
 
@@ -62,6 +60,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.util import greenlet_spawn
 
 from plinth.errors import ConfigurationError, NotFound
+from plinth.repository import mapping
 from plinth.repository.mapping import pk_params
 from plinth.repository.pagination import (
     OrderBy,
@@ -121,13 +120,7 @@ class Reads(Generic[ModelT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "model" in cls.__dict__:
-            return
-        for base in getattr(cls, "__orig_bases__", ()):
-            if get_origin(base) is Reads:
-                (model,) = get_args(base)
-                if isinstance(model, type):
-                    cls.model = model
+        mapping.bind_model_argument(cls, Reads)
 
     def __init__(self, source: Source, model: type[ModelT] | None = None) -> None:
         if model is not None:
