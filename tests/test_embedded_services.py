@@ -241,3 +241,35 @@ def test_development_keys_are_made_once_and_refused_in_production(
     monkeypatch.setenv("APP_ENV", "production")
     with pytest.raises(EncryptionKeyError, match=f"^{ENV_VAR} is not set.*APP_ENV=production"):
         Keyring.from_env()
+
+
+def test_celery_without_redis_url_uses_the_embedded_valkey(home: Path) -> None:
+    """``plinth serve --worker`` on a fresh machine: the broker is the project's
+    Valkey (database 1), a message goes through it, and the Valkey is released
+    when the process exits."""
+    script = (
+        "import kombu\n"
+        "from plinth import CelerySettings\n"
+        "settings = CelerySettings.load(_env_file=None)\n"
+        "with kombu.Connection(settings.broker) as connection:\n"
+        "    queue = connection.SimpleQueue('plinth-test')\n"
+        "    queue.put({'job': 1})\n"
+        "    message = queue.get(timeout=5)\n"
+        "    message.ack()\n"
+        "    print(message.payload['job'], settings.broker.rsplit('/', 1)[1])\n"
+        "    print(settings.backend == settings.broker)\n"
+        "    print(repr(settings))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CELERY_"))}
+    env.pop("APP_ENV", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    job, backend_same, settings_repr = result.stdout.splitlines()
+    assert job == "1 1"
+    assert backend_same == "True"
+    assert "Started embedded Valkey" in result.stderr
+    assert "Stopped embedded Valkey" in result.stderr  # released at exit: no user left
+    password = json.loads((home / "valkey" / "credentials.json").read_text())["password"]
+    assert password not in settings_repr + result.stderr

@@ -16,7 +16,14 @@ import pytest
 from celery import signals
 from sqlalchemy import URL, func, select
 
-from plinth import CelerySettings, Database, DatabaseSettings, ServiceStateError, WorkerLoop
+from plinth import (
+    CelerySettings,
+    ConfigurationError,
+    Database,
+    DatabaseSettings,
+    ServiceStateError,
+    WorkerLoop,
+)
 from plinth.lifecycle import Service, State
 
 
@@ -225,12 +232,9 @@ def test_a_database_on_the_worker_loop_keeps_its_pool_between_tasks(plinth_serve
 def test_celery_settings_default_to_redis_database_1(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_QUEUE", "REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
-    settings = CelerySettings.load(_env_file=None)
-    assert settings.broker == settings.backend == "redis://127.0.0.1:6379/1"
-    assert settings.celery_config()["task_default_queue"] == "celery"
-
     monkeypatch.setenv("REDIS_URL", "rediss://:s3cret@cache.internal:6380/0")
     settings = CelerySettings.load(_env_file=None)
+    assert settings.celery_config()["task_default_queue"] == "celery"
     assert settings.broker == "rediss://:s3cret@cache.internal:6380/1"
     assert "s3cret" not in repr(settings)
     assert ":***@cache.internal:6380" in repr(settings)
@@ -245,6 +249,20 @@ def test_celery_settings_default_to_redis_database_1(monkeypatch: pytest.MonkeyP
     assert config["result_backend"] == "redis://results:6379/3"
     assert config["task_acks_late"] is True
     assert config["worker_prefetch_multiplier"] == 1
+
+
+def test_production_celery_settings_need_a_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("APP_ENV", "production")
+    with pytest.raises(ConfigurationError) as error:
+        CelerySettings.load(_env_file=None)
+    assert "CELERY_BROKER_URL and CELERY_RESULT_BACKEND (or REDIS_URL)" in str(error.value)
+    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest@rabbit//")
+    with pytest.raises(ConfigurationError, match="CELERY_RESULT_BACKEND"):
+        CelerySettings.load(_env_file=None)
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://results:6379/3")
+    assert CelerySettings.load(_env_file=None).broker == "amqp://guest@rabbit//"
 
 
 class FailingClose(Recorder):

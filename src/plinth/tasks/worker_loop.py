@@ -1,37 +1,4 @@
-"""Async task bodies in a task queue's worker (Celery): one event loop per process.
-
-A worker such as Celery's calls each task as a plain function, in processes
-it forks (the default *prefork* pool) or in threads (``--pool threads``,
-``solo``). Async code using a `Database` there needs three things, which
-`WorkerLoop` provides:
-
-- **An engine made in the process that uses it.** asyncpg's connections are
-  sockets bound to the event loop that opened them; a child that inherits
-  its parent's pool after a fork shares those sockets with it, and both see
-  each other's replies. `WorkerLoop` starts its services in the worker
-  process, after the fork, and refuses a service that is started already
-  (one started before the fork, or on another loop).
-- **One event loop for the process's life**, so the connection pool lives
-  from task to task. ``asyncio.run`` per task would build the engine,
-  connect and dispose of it for every task (see `docs/tasks.md`).
-- **A clean end**: the services are closed, the pool disposed, when the
-  worker process stops.
-
-The loop runs in a daemon thread of the worker process; `WorkerLoop.run`
-hands it a coroutine and waits for the result, so it works from any pool
-(``prefork``, ``solo``, ``threads``: concurrent tasks then share the loop
-and the pool). If the waiting task is interrupted (a time limit), the
-coroutine is cancelled and its unit of work rolled back.
-
-`WorkerLoop.connect_celery` ties it to Celery's signals: the services start
-in ``worker_process_init`` (in the background, so a slow database never
-trips the pool's start-up timeout) and close in ``worker_process_shutdown``
-and ``worker_shutdown``. Without Celery, `start` / `run` / `close` are all
-there is. `CelerySettings` reads ``CELERY_BROKER_URL`` and
-``CELERY_RESULT_BACKEND`` (by default Redis database 1 of ``REDIS_URL``).
-
-Needs the ``celery`` extra for `connect_celery`: ``pip install 'plinth-pg[celery]'``.
-"""
+"""`WorkerLoop`: an event loop per worker process, its services started on it."""
 
 from __future__ import annotations
 
@@ -40,17 +7,13 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
-
-from pydantic import Field
 
 from plinth.errors import ServiceStateError
 from plinth.lifecycle import Service, State
-from plinth.settings import PlinthSettings, redact_url
 
-__all__ = ["CelerySettings", "WorkerLoop"]
+__all__ = ["WorkerLoop"]
 
 logger = logging.getLogger("plinth")
 
@@ -234,70 +197,3 @@ class WorkerLoop:
                 signal.disconnect(receiver)
 
         return disconnect
-
-
-def _redis_database(url: str, number: int) -> str:
-    """`url` (a Redis URL) naming database `number` instead of its own."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = [q for q in parts.query.split("&") if q and not q.startswith("db=")]
-        return f"unix://{parts.netloc}{parts.path}?{'&'.join([*query, f'db={number}'])}"
-    return parts._replace(path=f"/{number}").geturl()
-
-
-class CelerySettings(PlinthSettings):
-    """Where Celery's messages and results go.
-
-    ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND``; both default to
-    Redis database 1 on ``REDIS_URL``'s server, apart from the cache's
-    database. ``CELERY_QUEUE`` names the queue. The `repr` masks passwords.
-    """
-
-    broker_url: str | None = Field(default=None, validation_alias="CELERY_BROKER_URL")
-    """``CELERY_BROKER_URL``: ``redis://[:password@]host:6379/1`` (any Celery broker URL)."""
-
-    result_backend: str | None = Field(default=None, validation_alias="CELERY_RESULT_BACKEND")
-    """``CELERY_RESULT_BACKEND``: where task results are kept."""
-
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
-    """``REDIS_URL``: the server whose database 1 is the default broker and backend."""
-
-    queue: str = Field(default="celery", min_length=1, validation_alias="CELERY_QUEUE")
-    """``CELERY_QUEUE``: the queue tasks are sent to and workers consume (Celery's
-    ``task_default_queue``): apps or environments sharing one broker each name theirs."""
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        for name, value in super().__repr_args__():
-            yield name, redact_url(value) if isinstance(value, str) else value
-
-    @property
-    def broker(self) -> str:
-        """The broker URL in use."""
-        return self.broker_url or _redis_database(self.redis_url, 1)
-
-    @property
-    def backend(self) -> str:
-        """The result backend in use."""
-        return self.result_backend or _redis_database(self.redis_url, 1)
-
-    def celery_config(self) -> dict[str, Any]:
-        """Settings for ``Celery(...).conf.update``: the URLs and safe defaults.
-
-        A task is acknowledged once it has run, not when it is received, so a
-        worker that dies mid-task (killed, out of memory) leaves it to another:
-        tasks must be idempotent. Each worker process reserves one task at a
-        time; messages and results are JSON.
-        """
-        return {
-            "broker_url": self.broker,
-            "result_backend": self.backend,
-            "task_default_queue": self.queue,
-            "broker_connection_retry_on_startup": True,
-            "task_acks_late": True,
-            "task_reject_on_worker_lost": True,
-            "worker_prefetch_multiplier": 1,
-            "task_serializer": "json",
-            "result_serializer": "json",
-            "accept_content": ["json"],
-            "result_extended": True,
-        }
