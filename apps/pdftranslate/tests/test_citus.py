@@ -287,7 +287,9 @@ async def test_every_tenant_scoped_endpoint_runs_single_shard_router_queries(
         await call("GET /translations/{id}", "GET", f"/translations/{job['id']}")
         patch = {"status": "processing", "progress": 40}
         await call("PATCH /translations/{id}", "PATCH", f"/translations/{job['id']}", json=patch)
-        await call("GET /translations/{id}/status (miss)", "GET", f"/translations/{job['id']}/status")
+        await call(
+            "GET /translations/{id}/status (miss)", "GET", f"/translations/{job['id']}/status"
+        )
         await call("GET /translations/{id}/original", "GET", f"/translations/{job['id']}/original")
         term = {"term": "invoice", "translation": "facture", "target_lang": "fr"}
         await call("POST /users/{id}/glossary", "POST", f"/users/{user['id']}/glossary", json=term)
@@ -345,7 +347,9 @@ async def test_set_config_alone_does_not_reach_the_workers(deployment: Deploymen
                 {"setting": ddl.TENANT_SETTING, "tenant": tenant},
             )
             # The coordinator has it ...
-            assert await connection.scalar(text("SELECT current_setting('app.tenant_id')")) == tenant
+            assert (
+                await connection.scalar(text("SELECT current_setting('app.tenant_id')")) == tenant
+            )
             # ... the worker that holds the tenant's shard does not.
             with pytest.raises(DBAPIError, match="violates row-level security policy"):
                 await connection.execute(insert, {"t": tenant})
