@@ -23,10 +23,12 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from plinth import Database, DatabaseSettings, Repository, ddl
+from plinth import Conflict, Database, DatabaseSettings, Repository, ddl
+from plinth.driver_errors import translate_dbapi_error
 from plinth.testing import create_database, drop_database
 from plinth.testing.citus import CitusCluster
 
@@ -167,3 +169,26 @@ async def test_tenant_scoped_work_is_a_router_query(citus_url: URL) -> None:
             )
             assert "Task Count: 1" not in everything  # the control: all shards
             await connection.rollback()
+
+
+async def test_a_violation_on_a_worker_names_the_tables_constraint(citus_url: URL) -> None:
+    """Citus relays a worker's error without its constraint field, naming the shard's
+    constraint (``uq_accounts_tenant_id_email_102008``): the 409 still names the table's."""
+    tenant = uuid.uuid4()
+    for driver in ("postgresql+asyncpg", "postgresql+psycopg"):
+        settings = DatabaseSettings(
+            database_url=citus_url.set(drivername=driver), app_env="test", connect_retries=0
+        )
+        async with Database(settings) as database:
+            for attempt in range(2):
+                email = f"{driver}@x.test"
+                try:
+                    async with database.transaction() as session:
+                        session.add(Account(tenant_id=tenant, email=email, plan_id=1))
+                except IntegrityError as error:
+                    assert attempt == 1
+                    conflict = translate_dbapi_error(error)  # what the 409 handler answers with
+                    assert isinstance(conflict, Conflict), driver
+                    assert conflict.constraint == "uq_accounts_tenant_id_email", driver
+                else:
+                    assert attempt == 0, f"{driver}: the duplicate was accepted"

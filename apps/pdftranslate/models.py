@@ -2,10 +2,24 @@
 
 Users signed in with Google, their translation jobs, the text blocks
 extracted from each PDF page, and per-user glossaries. Every table carries
-``tenant_id``, and every foreign key includes it: a translation references
-``(tenant_id, user_id)``, so a row can never point at another tenant's user,
-whatever the application code does. That is why ``users`` and
-``translations`` have a unique ``(tenant_id, id)`` besides their primary key.
+``tenant_id``, and every key includes it (migration ``0003``): each primary
+key is ``(tenant_id, id)``, each unique constraint starts with ``tenant_id``,
+and each foreign key references a composite primary key, so a row can never
+point at another tenant's row, whatever the application code does.
+
+That is also what Citus needs to shard the schema by tenant: every table is
+distributed by ``tenant_id``, co-located with ``users`` (`plinth.ddl.distributed`
+here, `plinth.ddl.distribute_table` in ``0003``), so all of one tenant's rows
+live on one shard group and a query that names the tenant is a single-shard
+router query. On plain PostgreSQL the distribution is a no-op.
+
+The ORM identity is the composite key too, ``(tenant_id, id)``, not ``id``
+alone, although a UUID is unique by itself: SQLAlchemy writes an object's
+UPDATE and DELETE as ``WHERE`` its mapped primary key, and looks objects up
+by it (``session.get``, `plinth.Repository.get` / ``update``). With ``id``
+alone those statements would not name the tenant, and on Citus each would
+go to every shard. With the tenant in the identity they cannot forget it;
+the cost is that ``session.get(Translation, (tenant_id, id))`` takes both.
 
 Uniqueness of Google ids and e-mail addresses is per tenant: a global unique
 constraint would tell tenant B, through a 409, that tenant A has that user.
@@ -30,6 +44,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -61,7 +76,13 @@ ACTIVE = (TranslationStatus.pending, TranslationStatus.processing)
 
 
 def _tenant_id() -> Mapped[uuid.UUID]:
-    return mapped_column(UUID(as_uuid=True))
+    # The first column of every primary key: the distribution column on Citus.
+    return mapped_column(UUID(as_uuid=True), primary_key=True)
+
+
+def _tenant_pk() -> PrimaryKeyConstraint:
+    # Explicit, for the column order: (tenant_id, id), whatever the attribute order.
+    return PrimaryKeyConstraint("tenant_id", "id")
 
 
 class User(ddl.Timestamps, Base):
@@ -69,7 +90,7 @@ class User(ddl.Timestamps, Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
+        _tenant_pk(),
         UniqueConstraint("tenant_id", "google_id"),
         UniqueConstraint("tenant_id", "email"),
     )
@@ -89,7 +110,7 @@ class Translation(ddl.Timestamps, Base):
 
     __tablename__ = "translations"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "id"),
+        _tenant_pk(),
         ForeignKeyConstraint(
             ["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
         ),
@@ -132,7 +153,8 @@ class DocumentBlock(ddl.Timestamps, Base):
 
     __tablename__ = "document_blocks"
     __table_args__ = (
-        UniqueConstraint("translation_id", "page_num", "block_num"),
+        _tenant_pk(),
+        UniqueConstraint("tenant_id", "translation_id", "page_num", "block_num"),
         ForeignKeyConstraint(
             ["tenant_id", "translation_id"],
             ["translations.tenant_id", "translations.id"],
@@ -143,7 +165,7 @@ class DocumentBlock(ddl.Timestamps, Base):
     )
 
     id: Mapped[uuid.UUID] = ddl.uuid_pk()
-    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_id()
     translation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     page_num: Mapped[int] = mapped_column(Integer)
     block_num: Mapped[int] = mapped_column(Integer)
@@ -158,12 +180,12 @@ class Glossary(ddl.Timestamps, Base):
 
     __tablename__ = "glossaries"
     __table_args__ = (
-        UniqueConstraint("user_id", "term", "target_lang"),
+        _tenant_pk(),
+        UniqueConstraint("tenant_id", "user_id", "term", "target_lang"),
         ForeignKeyConstraint(
             ["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
         ),
         CheckConstraint("length(btrim(term)) > 0", name="term_not_blank"),
-        Index("ix_glossaries_tenant_id_user_id", "tenant_id", "user_id"),
     )
 
     id: Mapped[uuid.UUID] = ddl.uuid_pk()
@@ -177,3 +199,6 @@ class Glossary(ddl.Timestamps, Base):
 for model in (User, Translation, DocumentBlock, Glossary):
     ddl.updated_at_trigger(model)
     ddl.tenant_isolation(model)  # ENABLE + FORCE ROW LEVEL SECURITY, policy on app.tenant_id
+    # Last: Citus distributes a table with its trigger and policy (users first:
+    # create_all creates it first, and the others are co-located with it).
+    ddl.distributed(model, "tenant_id", colocate_with=None if model is User else "users")

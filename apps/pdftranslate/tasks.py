@@ -189,9 +189,15 @@ async def _claim(translation_id: uuid.UUID, tenant_id: uuid.UUID) -> Translation
     return job
 
 
+def _key(job: Translation) -> tuple[uuid.UUID, uuid.UUID]:
+    # The identity is (tenant_id, id): every statement names the tenant, so on
+    # Citus each one goes to the tenant's shard alone.
+    return (job.tenant_id, job.id)
+
+
 async def _progress(job: Translation, progress: int) -> None:
     async with database.transaction(tenant=job.tenant_id) as session:
-        await Jobs(session).update(job.id, progress=progress)
+        await Jobs(session).update(_key(job), progress=progress)
     await _forget_status(cache, job.tenant_id, job.id)
 
 
@@ -230,13 +236,19 @@ async def _translate(job: Translation) -> dict[str, Any]:
     # then find the job completed.
     async with database.transaction(tenant=job.tenant_id) as session:
         current = await session.scalar(
-            select(Translation).where(Translation.id == job.id).with_for_update()
+            select(Translation)
+            .where(Translation.tenant_id == job.tenant_id, Translation.id == job.id)
+            .with_for_update()
         )
         if current is None:
             raise NotFound(f"translation {job.id} not found")
         if current.status is TranslationStatus.completed:
             return await _summary(current)
-        await session.execute(delete(DocumentBlock).where(DocumentBlock.translation_id == job.id))
+        await session.execute(
+            delete(DocumentBlock).where(
+                DocumentBlock.tenant_id == job.tenant_id, DocumentBlock.translation_id == job.id
+            )
+        )
         await Blocks(session).bulk_insert(
             {
                 "tenant_id": job.tenant_id,
@@ -250,7 +262,7 @@ async def _translate(job: Translation) -> dict[str, Any]:
             for block, text in zip(blocks, translated, strict=True)
         )
         job = await Jobs(session).update(
-            job.id,
+            _key(job),
             status=TranslationStatus.completed,
             progress=100,
             page_count=page_count,
@@ -268,7 +280,7 @@ async def _fail(job: Translation, reason: str) -> None:
     try:
         async with database.transaction(tenant=job.tenant_id) as session:
             await Jobs(session).update(
-                job.id, status=TranslationStatus.failed, error_message=reason
+                _key(job), status=TranslationStatus.failed, error_message=reason
             )
     except Exception:
         logger.exception("translation %s failed (%s) and cannot be marked failed", job.id, reason)
@@ -280,7 +292,9 @@ async def _fail(job: Translation, reason: str) -> None:
 async def _summary(job: Translation) -> dict[str, Any]:
     async with database.transaction(tenant=job.tenant_id) as session:
         blocks = await session.scalar(
-            select(func.count()).where(DocumentBlock.translation_id == job.id)
+            select(func.count()).where(
+                DocumentBlock.tenant_id == job.tenant_id, DocumentBlock.translation_id == job.id
+            )
         )
     return {
         "translation_id": str(job.id),

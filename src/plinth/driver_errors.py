@@ -242,6 +242,23 @@ def _first(candidates: list[Any], *paths: tuple[str, ...]) -> str | None:
     return None
 
 
+_NAMED_CONSTRAINT = re.compile(r'constraint "([^"]+)"')
+_SHARD_ID_SUFFIX = re.compile(r"_\d+$")
+_RELAYED_BY_CITUS = "while executing command on"
+
+
+def _relayed_constraint(candidates: list[Any]) -> str | None:
+    # Citus relays a worker's error with its message, detail and context but
+    # without the constraint field, and the message names the shard's
+    # constraint: the table's name with "_<shard id>" appended.
+    message = _first(candidates, ("message",), ("diag", "message_primary"))
+    context = _first(candidates, ("context",), ("diag", "context"))
+    if message is None or context is None or _RELAYED_BY_CITUS not in context:
+        return None
+    named = _NAMED_CONSTRAINT.search(message)
+    return _SHARD_ID_SUFFIX.sub("", named[1]) if named else None
+
+
 def translate_dbapi_error(exc: BaseException) -> DataError | None:
     """Return the `DataError` that a driver error stands for, or None.
 
@@ -259,6 +276,8 @@ def translate_dbapi_error(exc: BaseException) -> DataError | None:
     candidates = [exc, orig, getattr(orig, "__cause__", None)]
     sqlstate = _first(candidates, ("sqlstate",), ("pgcode",))
     constraint = _first(candidates, ("constraint_name",), ("diag", "constraint_name"))
+    if constraint is None and sqlstate in (*_CONFLICT_STATES, *_VIOLATION_STATES):
+        constraint = _relayed_constraint(candidates)
     named = f" {constraint!r}" if constraint else ""
     if sqlstate in _CONFLICT_STATES:
         kind = _CONFLICT_STATES[sqlstate]

@@ -193,7 +193,7 @@ async def test_glossary_terms(client: httpx.AsyncClient) -> None:
     twin = {"term": "invoice", "translation": "note", "target_lang": "fr"}
     duplicate = await client.post(url, json=twin, headers=headers)
     assert duplicate.status_code == 409
-    assert duplicate.json()["constraint"] == "uq_glossaries_user_id_term_target_lang"
+    assert duplicate.json()["constraint"] == "uq_glossaries_tenant_id_user_id_term_target_lang"
     french = await client.get(url, params={"target_lang": "fr"}, headers=headers)
     assert [entry["translation"] for entry in french.json()] == ["facture"]
     assert len((await client.get(url, headers=headers)).json()) == 2

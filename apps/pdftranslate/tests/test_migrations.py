@@ -56,7 +56,7 @@ async def test_upgrade_downgrade_upgrade(
     plinth_scratch: AsyncConnection, plinth_app: AppSpec
 ) -> None:
     await migrations.upgrade(plinth_scratch, plinth_app.migrations)
-    assert await migrations.current(plinth_scratch) == ("0002",)
+    assert await migrations.current(plinth_scratch) == ("0003",)
     assert await schema(plinth_scratch) == (TABLES, ENUMS, 1)
 
     await migrations.downgrade(plinth_scratch, plinth_app.migrations, "base")
@@ -140,7 +140,7 @@ async def test_0002_adds_row_level_security_and_its_downgrade_removes_it(
 ) -> None:
     await migrations.upgrade(plinth_scratch, plinth_app.migrations, "0001")
     assert await row_security(plinth_scratch) == dict.fromkeys(TABLES, (False, False, 0))
-    await migrations.upgrade(plinth_scratch, plinth_app.migrations)
+    await migrations.upgrade(plinth_scratch, plinth_app.migrations, "0002")
     assert await row_security(plinth_scratch) == dict.fromkeys(TABLES, (True, True, 1))
     policy = await plinth_scratch.execute(
         text("SELECT cmd, qual, with_check FROM pg_policies WHERE tablename = 'users'")

@@ -184,7 +184,7 @@ async def test_blocks_are_unique_per_page_position(db_session: AsyncSession, ada
         tenant_id=ada.tenant_id, translation_id=job.id, page_num=0, block_num=0, original_text="x"
     )
     name = await violated_constraint(db_session, twin)
-    assert name == "uq_document_blocks_translation_id_page_num_block_num"
+    assert name == "uq_document_blocks_tenant_id_translation_id_page_num_block_num"
     negative = DocumentBlock(
         tenant_id=ada.tenant_id, translation_id=job.id, page_num=-1, block_num=0, original_text="x"
     )
@@ -206,7 +206,7 @@ async def test_glossary_terms_are_unique_per_user_and_language(
 
     await add(db_session, term())
     name = await violated_constraint(db_session, term(translation="note"))
-    assert name == "uq_glossaries_user_id_term_target_lang"
+    assert name == "uq_glossaries_tenant_id_user_id_term_target_lang"
     await add(db_session, term(target_lang="de", translation="Rechnung"))
     assert await violated_constraint(db_session, term(term="  ")) == "ck_glossaries_term_not_blank"
 

@@ -172,7 +172,7 @@ async def seed_job(engine: AsyncEngine, pdf: bytes, **values: Any) -> Translatio
 
 async def fetch(engine: AsyncEngine, job: Translation) -> tuple[Translation, list[DocumentBlock]]:
     async with AsyncSession(engine) as session:
-        row = await session.get_one(Translation, job.id)
+        row = await session.get_one(Translation, (job.tenant_id, job.id))
         blocks = await session.scalars(
             select(DocumentBlock)
             .where(DocumentBlock.translation_id == job.id)

@@ -7,9 +7,9 @@ and attaching it to the metadata (`updated_at_trigger`, `extensions`) makes
 attached is recorded in ``metadata.info["plinth.ddl"]`` for drift checks.
 
 Citus: `distribute_table` and `create_reference_table` (attached by
-`distributed` and `reference_table`) act only where the ``citus`` extension is
-installed, so one schema and one set of migrations serve plain PostgreSQL and
-a Citus cluster alike.
+`distributed` and `reference_table`), and `undistribute_table` (downgrades),
+act only where the ``citus`` extension is installed, so one schema and one set
+of migrations serve plain PostgreSQL and a Citus cluster alike.
 
 Row-level security for tenants: `tenant_isolation` (on a model, for
 ``create_all``) and `enable_tenant_isolation` / `disable_tenant_isolation`
@@ -32,6 +32,7 @@ from plinth.ddl.citus import create_reference_table as create_reference_table
 from plinth.ddl.citus import distribute_table as distribute_table
 from plinth.ddl.citus import distributed as distributed
 from plinth.ddl.citus import reference_table as reference_table
+from plinth.ddl.citus import undistribute_table as undistribute_table
 from plinth.ddl.core import NAMING_CONVENTION as NAMING_CONVENTION
 from plinth.ddl.core import Timestamps as Timestamps
 from plinth.ddl.core import create_extension as create_extension

@@ -13,6 +13,7 @@ __all__ = [
     "distribute_table",
     "distributed",
     "reference_table",
+    "undistribute_table",
 ]
 
 
@@ -69,3 +70,18 @@ def reference_table(model: type[Any] | Table) -> None:
     """Make ``create_all`` copy `model`'s table to every Citus node."""
     table = model if isinstance(model, Table) else model.__table__
     event.listen(table, "after_create", create_reference_table(table.name))
+
+
+def undistribute_table(table: str) -> DDL:
+    """Make a distributed or reference `table` an ordinary local table again
+    (``undistribute_table``, for a migration's downgrade) where Citus is
+    installed and the table is distributed; nothing elsewhere.
+
+    Drop the foreign keys between distributed tables first: Citus refuses to
+    undistribute a table that takes part in one.
+    """
+    return _where_citus(
+        "IF EXISTS (SELECT 1 FROM pg_dist_partition "
+        f"WHERE logicalrelid = to_regclass({_literal(table)})) THEN "
+        f"PERFORM undistribute_table({_literal(table)}); END IF;"
+    )

@@ -7,6 +7,10 @@ trust authentication, loopback only), as the ``postgres`` user when we are
 root, and `CitusCluster.create_database` makes a database on every node with
 the extension and the workers registered: Citus does not propagate
 ``CREATE DATABASE``, and its node list lives in each database.
+
+`CitusTestDatabases` is the plugin's `TestDatabases` on a cluster: an app's
+test module that overrides the ``plinth_databases`` fixture with it runs its
+tests (``client``, ``db_session``) on a migrated Citus database instead.
 """
 
 from __future__ import annotations
@@ -17,13 +21,20 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import URL, text
 from sqlalchemy.engine import make_url
 
 from plinth.embedded.ports import HOST, free_port
+from plinth.testing.plugin import TestDatabases
 
-__all__ = ["INSTALL", "CitusCluster", "find_citus", "start_citus"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from plinth.project import AppSpec
+
+__all__ = ["INSTALL", "CitusCluster", "CitusTestDatabases", "find_citus", "start_citus"]
 
 INSTALL = "bash ../shared/citus/build.sh (Citus 13.2.2 for Debian's PostgreSQL 15)"
 
@@ -86,6 +97,30 @@ class CitusCluster:
         """Stop every node (fast shutdown)."""
         for data in self._nodes:
             _run([str(self.bin_dir / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(data)])
+
+
+class CitusTestDatabases(TestDatabases):
+    """One migrated database per app on a Citus cluster (`TestDatabases` elsewhere)."""
+
+    __test__ = False
+
+    def __init__(self, cluster: CitusCluster) -> None:
+        super().__init__(cluster.url())
+        self.cluster = cluster
+
+    async def engine_for(self, app: AppSpec) -> AsyncEngine:
+        """The engine on `app`'s Citus database: made on every node, migrated to head
+        on the coordinator (where the migrations distribute the tables)."""
+        from plinth import migrations
+        from plinth.db.scratch import small_engine
+
+        if app.path not in self.engines:
+            url = await self.cluster.create_database(f"plinth_citus_{app.name}_{os.getpid()}")
+            engine = small_engine(app.database.settings.with_driver(url))
+            async with engine.connect() as connection:
+                await migrations.upgrade(connection, app.migrations)
+            self.engines[app.path] = engine
+        return self.engines[app.path]
 
 
 def start_citus(directory: Path, *, workers: int = 2) -> CitusCluster:
