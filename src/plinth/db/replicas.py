@@ -15,8 +15,9 @@ of work opened with ``primary=True`` never touches a replica.
 Failover: when a replica fails a unit of work's first read with an outage (a
 connection lost or refused; nothing loaded yet, nothing written), the replica
 is marked down and the statement runs once more on another replica or the
-primary, without waiting for the next check. A write is never
-retried: its error reaches the client as a 503.
+primary, without waiting for the next check; a first read whose primary
+connection died runs once more as well (`plinth.db.failover`). A write is
+never retried: its error reaches the client as a 503.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import Session
 
+from plinth.db.failover import FailoverSession, may_write
 from plinth.db.settings import redact
 from plinth.driver_errors import translate_outage
 
@@ -128,16 +129,7 @@ class Replicas:
         ]
 
 
-def _writes(clause: Any) -> bool:
-    """Whether a statement may write: anything but a plain SELECT may (textual
-    SQL, ``SELECT ... FOR UPDATE``, and a bare ``session.connection()``, which
-    COPY and hand-written SQL ask for)."""
-    if isinstance(clause, Select):
-        return clause._for_update_arg is not None
-    return True
-
-
-class RoutingSession(Session):
+class RoutingSession(FailoverSession):
     """A `Session` that reads on a replica until its unit of work writes.
 
     Configured through its ``info``: ``plinth.primary`` (the primary `Engine`),
@@ -147,7 +139,7 @@ class RoutingSession(Session):
 
     def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
         info = self.info
-        if info.get("plinth.on_primary") or self._flushing or _writes(clause):
+        if info.get("plinth.on_primary") or self._flushing or may_write(clause):
             info["plinth.on_primary"] = True
             return info["plinth.primary"]
         if "plinth.replica" not in info:
@@ -155,18 +147,12 @@ class RoutingSession(Session):
         replica: AsyncEngine | None = info["plinth.replica"]
         return replica.sync_engine if replica is not None else info["plinth.primary"]
 
-    # `execute`, `scalar`, `scalars` and `get` all end here (SQLAlchemy < 2.2).
-    def _execute_internal(self, statement: Any, *args: Any, **kw: Any) -> Any:
-        try:
-            return super()._execute_internal(statement, *args, **kw)
-        except Exception as exc:
-            replica: AsyncEngine | None = self.info.get("plinth.replica")
-            first_read = not self.identity_map and not self.new and not self.dirty
-            if replica is None or self.info.get("plinth.on_primary") or not first_read:
-                raise
-            if translate_outage(exc) is None:
-                raise  # not the replica's outage (a bad statement, bad data)
-            self.info["plinth.replicas"].mark_down(replica, "connection lost")
-            self.rollback()  # drops the dead connection; nothing was loaded or written
-            self.info["plinth.replica"] = self.info["plinth.replicas"].choose()
-            return super()._execute_internal(statement, *args, **kw)
+    def _may_run_again(self, exc: Exception) -> bool:
+        replica: AsyncEngine | None = self.info.get("plinth.replica")
+        if replica is None or self.info.get("plinth.on_primary"):
+            return super()._may_run_again(exc)  # the primary's connection died
+        if translate_outage(exc) is None:
+            return False  # not the replica's outage (a bad statement, bad data)
+        self.info["plinth.replicas"].mark_down(replica, "connection lost")
+        self.info["plinth.replica"] = self.info["plinth.replicas"].choose()
+        return True
