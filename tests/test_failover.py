@@ -114,6 +114,7 @@ async def test_a_first_read_on_a_dead_pooled_connection_runs_again(
     async with _database(scratch_url, driver, name) as database:
         async with database.transaction() as session:
             pid = await session.scalar(select(func.pg_backend_pid()))
+        assert pid is not None
         await _terminate_idle(admin, pid)
         async with database.transaction() as session:
             assert await session.scalar(select(func.pg_backend_pid())) != pid
