@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from plinth.db.failover import FailoverSession, may_write
-from plinth.db.settings import redact
+from plinth.db.settings import hosts, redact
 from plinth.driver_errors import translate_outage
 
 __all__ = ["Replicas", "RoutingSession"]
@@ -120,7 +120,7 @@ class Replicas:
         """Each replica's host, health and lag in seconds, for readiness."""
         return [
             {
-                "replica": f"{replica.engine.url.host}:{replica.engine.url.port}",
+                "replica": ",".join(f"{host}:{port}" for host, port in hosts(replica.engine.url)),
                 "healthy": replica.healthy,
                 "lag_seconds": replica.lag,
                 "reason": replica.reason,
