@@ -78,8 +78,9 @@ class Replicas:
         """Skip `engine` until a check finds it healthy again."""
         for replica in self._replicas:
             if replica.engine is engine:
+                if replica.healthy:  # once, not once per concurrent reader that saw it fail
+                    logger.warning("replica %s skipped: %s", redact(engine.url), reason)
                 replica.healthy, replica.reason = False, reason
-                logger.warning("replica %s skipped: %s", redact(engine.url), reason)
 
     async def check(self, timeout: float = 2.0) -> None:
         """Ask every replica for its lag; mark each healthy or not."""
