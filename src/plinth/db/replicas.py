@@ -42,8 +42,12 @@ logger = logging.getLogger("plinth")
 
 # 0 while the replica has replayed everything it received; otherwise the age of
 # the last transaction it replayed (an idle primary must not look like lag).
+# "<=", not "=": a restarted standby's receiver reports the start of the WAL
+# segment it resumed streaming from, behind what it replayed before the restart,
+# until the primary next sends WAL; on an idle primary that took 11-30 s, during
+# which "=" called it lagging by the age of its last transaction.
 _LAG = text(
-    "SELECT pg_is_in_recovery(), CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+    "SELECT pg_is_in_recovery(), CASE WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()"
     " THEN 0 ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)"
     " END"
 )
