@@ -18,7 +18,6 @@ from sqlalchemy import (
     URL,
     Column,
     Integer,
-    MetaData,
     Table,
     func,
     insert,
@@ -28,16 +27,27 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from plinth import Database, DatabaseSettings
+from plinth import Database, DatabaseSettings, Reads
 from plinth.driver_errors import translate_outage
 from plinth.errors import DatabaseUnavailableError
 
 DRIVERS = ["asyncpg", "psycopg"]
 _names = itertools.count()
 
-metadata = MetaData()
-rows = Table("failover_rows", metadata, Column("n", Integer))
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Row(Base):
+    __tablename__ = "failover_rows"
+    n: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+
+metadata = Base.metadata
+
 # Each kill takes one marker row away; a statement sleeps while any is left.
 marker = Table("failover_marker", metadata, Column("n", Integer))
 _SLEEP = func.pg_sleep(literal_column("(SELECT count(*) * 30 FROM failover_marker)"))
@@ -160,14 +170,14 @@ async def test_a_write_whose_connection_dies_is_never_run_again(
         killer = await _kill_sleepers(admin, name, kills=1)
         # The first statement of the unit of work, and a write: run again, it would
         # insert its row on the fresh connection (the killed one was rolled back).
-        write = insert(rows).from_select(["n"], select(literal_column("1")).select_from(_SLEEP))
+        write = insert(Row).from_select(["n"], select(literal_column("1")).select_from(_SLEEP))
         with pytest.raises(DBAPIError) as caught:
             async with database.transaction() as session:
                 await session.execute(write)
         await asyncio.wait_for(killer, 30)
         assert isinstance(translate_outage(caught.value), DatabaseUnavailableError)  # a 503
         async with database.transaction() as session:
-            assert await session.scalar(select(func.count()).select_from(rows)) == 0
+            assert await session.scalar(select(func.count()).select_from(Row)) == 0
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -188,3 +198,20 @@ async def test_a_read_after_the_first_statement_is_not_run_again(
             await two_reads()
         await asyncio.wait_for(killer, 30)
         assert isinstance(translate_outage(caught.value), DatabaseUnavailableError)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_plinth_reads_read_on_a_dead_pooled_connection_runs_again(
+    scratch_url: URL, admin: AsyncEngine, driver: str
+) -> None:
+    name = f"failover-reads-{next(_names)}"
+    async with _database(scratch_url, driver, name) as database:
+        reads = Reads(database, model=Row)
+        async with database.transaction() as session:
+            session.add(Row(n=7))
+        async with database.engine.connect() as connection:
+            pid = await connection.scalar(select(func.pg_backend_pid()))
+        assert pid is not None
+        await _terminate_idle(admin, pid)
+        assert [row.n for row in await reads.list()] == [7]
+        assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
