@@ -64,3 +64,18 @@ def test_every_benchmark_runs_once_and_counts_round_trips(
     assert "## Targets" in report
     assert "1 ms each way" in report
     assert "network round trip of SELECT 1" in report
+
+
+def test_the_replica_benchmark_runs_once(tmp_path: Path) -> None:
+    """`python -m benchmarks.replicas` with a tiny duration: its own primary and standby."""
+    output = tmp_path / "RESULTS-replicas.md"
+    command = [
+        sys.executable, "-m", "benchmarks.replicas", "--seconds", "0.2", "--rounds", "1",
+        "--drivers", "asyncpg", "--output", str(output),
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = output.read_text()
+    assert "| asyncpg |" in text
+    assert "the standby |" in text  # the replicated reads were served by the standby
+    assert "Load before:" in text

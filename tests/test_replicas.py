@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from plinth import Database, DatabaseSettings, readiness
 from plinth.embedded import EmbeddedServer, start_embedded
@@ -154,6 +154,37 @@ async def test_reads_go_on_when_the_replica_stops(cluster: tuple[EmbeddedServer,
             assert time.monotonic() < deadline, replicas.report()
             await replicas.check()
             await asyncio.sleep(0.1)
+
+
+async def test_a_restarted_replica_of_an_idle_primary_is_healthy_at_once(
+    cluster: tuple[EmbeddedServer, Standby],
+) -> None:
+    """Regression: after a restart the standby's receiver reports the start of
+    the WAL segment it streams from, behind what it had replayed, until the
+    primary sends WAL again (11-30 s when idle); the check took that for lag."""
+    _, standby = cluster
+    async with _database(cluster, "asyncpg", replica_max_lag=0.3) as database:
+        replicas = database.replicas
+        assert replicas is not None
+        standby.stop("immediate")
+        standby.start()
+        await asyncio.sleep(0.5)  # older than DB_REPLICA_MAX_LAG: the last replayed transaction
+        engine = create_async_engine(standby.url())
+        try:
+            behind = text(
+                "SELECT status = 'streaming'"
+                " AND pg_last_wal_receive_lsn() < pg_last_wal_replay_lsn()"
+                " FROM pg_stat_wal_receiver"
+            )
+            deadline = time.monotonic() + 10
+            async with engine.connect() as connection:
+                while not await connection.scalar(behind):
+                    assert time.monotonic() < deadline, "the receiver never resumed streaming"
+                    await asyncio.sleep(0.05)
+        finally:
+            await engine.dispose()
+        await replicas.check()
+        assert replicas.report()[0]["healthy"] is True, replicas.report()
 
 
 def test_replica_urls_are_read_from_one_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,12 @@ from plinth.errors import (
     InvalidValue,
 )
 
-__all__ = ["TRY_LATER_MESSAGES", "translate_dbapi_error", "translate_outage"]
+__all__ = [
+    "TRY_LATER_MESSAGES",
+    "no_host_matches",
+    "translate_dbapi_error",
+    "translate_outage",
+]
 
 _CONFLICT_STATES = {"23505": "unique", "23P01": "exclusion"}
 _VIOLATION_STATES = {"23503": "foreign key", "23514": "check", "23502": "not-null"}
@@ -315,6 +320,13 @@ def _raised_by_driver(exc: BaseException) -> bool:
     return False
 
 
+def no_host_matches(exc: BaseException) -> bool:
+    """asyncpg's "None of the hosts match the target attribute requirement": with
+    several hosts and ``target_session_attrs=read-write``, none is writable (yet),
+    as during a failover. (By name: this module imports no driver.)"""
+    return any(type(error).__name__ == "TargetServerAttributeNotMatched" for error in _chain(exc))
+
+
 def translate_outage(exc: BaseException) -> DatabaseUnavailableError | None:
     """Return the 503 error that a driver or pool error stands for, or None.
 
@@ -344,6 +356,8 @@ def translate_outage(exc: BaseException) -> DatabaseUnavailableError | None:
             getattr(orig, "__cause__", None), OSError | TimeoutError
         ):
             return DatabaseUnavailableError("database unreachable")
+        if no_host_matches(exc):
+            return DatabaseUnavailableError("database unavailable")
         if isinstance(exc, sa_exc.OperationalError) and exc.statement is None:
             # psycopg failed to connect: final if the server itself refused us.
             message = str(orig)

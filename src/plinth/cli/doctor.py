@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plinth import migrations
 from plinth.cli._common import AppOption, console, guarded, on_connection
+from plinth.db.settings import hosts
 from plinth.project import find_app
 
 __all__ = ["doctor"]
@@ -19,10 +20,12 @@ async def _pooler(connection: AsyncConnection, setting: str) -> tuple[str, str, 
     """What answers on the URL's port: PostgreSQL itself, or a pooler or proxy
     (the server reports another port than the one we connected to)."""
     server_port = (await connection.execute(text("SELECT inet_server_port()"))).scalar()
-    url_port = connection.engine.url.port or 5432
-    if server_port is None or server_port == url_port:
+    # Several hosts (failover): whichever answered, its port is one of theirs.
+    url_ports = sorted({port or 5432 for _, port in hosts(connection.engine.url)})
+    if server_port is None or server_port in url_ports:
         return ("pooler", f"none seen (DB_POOLER={setting})", True)
-    seen = f"a pooler or proxy answers on port {url_port} (PostgreSQL: {server_port})"
+    ports = ", ".join(map(str, url_ports))
+    seen = f"a pooler or proxy answers on port {ports} (PostgreSQL: {server_port})"
     if setting == "none":
         return ("pooler", f"{seen}; PgBouncer in transaction mode needs "
                 "DB_POOLER=pgbouncer-transaction", True)  # fmt: skip

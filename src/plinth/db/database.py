@@ -37,6 +37,7 @@ from plinth.db.engine import (
     engine_arguments,
     reason,
 )
+from plinth.db.failover import FailoverSession
 from plinth.db.lean_reads import enable_lean_reads
 from plinth.db.replicas import Replicas, RoutingSession
 from plinth.db.settings import DatabaseSettings, redact
@@ -150,7 +151,10 @@ class Database(Service):
         # Never hand out a connection the server has closed (a restart, a failover).
         discard_dead_connections(engine.sync_engine)
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # A unit of work's first read whose connection died runs once more (plinth.db.failover).
+        self._sessions = async_sessionmaker(
+            engine, expire_on_commit=False, sync_session_class=FailoverSession
+        )
         if self.settings.replica_urls:
             await self._start_replicas(engine)
         self._state = State.STARTED

@@ -31,7 +31,7 @@ from plinth.db.settings import (
     redact,
     server_options,
 )
-from plinth.driver_errors import TRY_LATER_MESSAGES
+from plinth.driver_errors import TRY_LATER_MESSAGES, no_host_matches
 from plinth.errors import ConfigurationError, DatabaseUnavailableError
 from plinth.lifecycle import retry_with_backoff
 
@@ -140,6 +140,8 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OSError | asyncio.TimeoutError):
         return True
     if isinstance(exc, DBAPIError):
+        if no_host_matches(exc):
+            return True  # a failover in progress: the standby is not promoted yet
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate is not None:
             return sqlstate in _TRANSIENT_SQLSTATES

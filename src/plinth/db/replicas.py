@@ -15,8 +15,9 @@ of work opened with ``primary=True`` never touches a replica.
 Failover: when a replica fails a unit of work's first read with an outage (a
 connection lost or refused; nothing loaded yet, nothing written), the replica
 is marked down and the statement runs once more on another replica or the
-primary, without waiting for the next check. A write is never
-retried: its error reaches the client as a 503.
+primary, without waiting for the next check; a first read whose primary
+connection died runs once more as well (`plinth.db.failover`). A write is
+never retried: its error reaches the client as a 503.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import Session
 
-from plinth.db.settings import redact
+from plinth.db.failover import FailoverSession, may_write
+from plinth.db.settings import hosts, redact
 from plinth.driver_errors import translate_outage
 
 __all__ = ["Replicas", "RoutingSession"]
@@ -41,8 +42,12 @@ logger = logging.getLogger("plinth")
 
 # 0 while the replica has replayed everything it received; otherwise the age of
 # the last transaction it replayed (an idle primary must not look like lag).
+# "<=", not "=": a restarted standby's receiver reports the start of the WAL
+# segment it resumed streaming from, behind what it replayed before the restart,
+# until the primary next sends WAL; on an idle primary that took 11-30 s, during
+# which "=" called it lagging by the age of its last transaction.
 _LAG = text(
-    "SELECT pg_is_in_recovery(), CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+    "SELECT pg_is_in_recovery(), CASE WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()"
     " THEN 0 ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)"
     " END"
 )
@@ -77,8 +82,9 @@ class Replicas:
         """Skip `engine` until a check finds it healthy again."""
         for replica in self._replicas:
             if replica.engine is engine:
+                if replica.healthy:  # once, not once per concurrent reader that saw it fail
+                    logger.warning("replica %s skipped: %s", redact(engine.url), reason)
                 replica.healthy, replica.reason = False, reason
-                logger.warning("replica %s skipped: %s", redact(engine.url), reason)
 
     async def check(self, timeout: float = 2.0) -> None:
         """Ask every replica for its lag; mark each healthy or not."""
@@ -119,7 +125,7 @@ class Replicas:
         """Each replica's host, health and lag in seconds, for readiness."""
         return [
             {
-                "replica": f"{replica.engine.url.host}:{replica.engine.url.port}",
+                "replica": ",".join(f"{host}:{port}" for host, port in hosts(replica.engine.url)),
                 "healthy": replica.healthy,
                 "lag_seconds": replica.lag,
                 "reason": replica.reason,
@@ -128,16 +134,7 @@ class Replicas:
         ]
 
 
-def _writes(clause: Any) -> bool:
-    """Whether a statement may write: anything but a plain SELECT may (textual
-    SQL, ``SELECT ... FOR UPDATE``, and a bare ``session.connection()``, which
-    COPY and hand-written SQL ask for)."""
-    if isinstance(clause, Select):
-        return clause._for_update_arg is not None
-    return True
-
-
-class RoutingSession(Session):
+class RoutingSession(FailoverSession):
     """A `Session` that reads on a replica until its unit of work writes.
 
     Configured through its ``info``: ``plinth.primary`` (the primary `Engine`),
@@ -147,7 +144,7 @@ class RoutingSession(Session):
 
     def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
         info = self.info
-        if info.get("plinth.on_primary") or self._flushing or _writes(clause):
+        if info.get("plinth.on_primary") or self._flushing or may_write(clause):
             info["plinth.on_primary"] = True
             return info["plinth.primary"]
         if "plinth.replica" not in info:
@@ -155,18 +152,12 @@ class RoutingSession(Session):
         replica: AsyncEngine | None = info["plinth.replica"]
         return replica.sync_engine if replica is not None else info["plinth.primary"]
 
-    # `execute`, `scalar`, `scalars` and `get` all end here (SQLAlchemy < 2.2).
-    def _execute_internal(self, statement: Any, *args: Any, **kw: Any) -> Any:
-        try:
-            return super()._execute_internal(statement, *args, **kw)
-        except Exception as exc:
-            replica: AsyncEngine | None = self.info.get("plinth.replica")
-            first_read = not self.identity_map and not self.new and not self.dirty
-            if replica is None or self.info.get("plinth.on_primary") or not first_read:
-                raise
-            if translate_outage(exc) is None:
-                raise  # not the replica's outage (a bad statement, bad data)
-            self.info["plinth.replicas"].mark_down(replica, "connection lost")
-            self.rollback()  # drops the dead connection; nothing was loaded or written
-            self.info["plinth.replica"] = self.info["plinth.replicas"].choose()
-            return super()._execute_internal(statement, *args, **kw)
+    def _may_run_again(self, exc: Exception) -> bool:
+        replica: AsyncEngine | None = self.info.get("plinth.replica")
+        if replica is None or self.info.get("plinth.on_primary"):
+            return super()._may_run_again(exc)  # the primary's connection died
+        if translate_outage(exc) is None:
+            return False  # not the replica's outage (a bad statement, bad data)
+        self.info["plinth.replicas"].mark_down(replica, "connection lost")
+        self.info["plinth.replica"] = self.info["plinth.replicas"].choose()
+        return True

@@ -23,6 +23,7 @@ from plinth.settings import AppEnv, PlinthSettings
 __all__ = [
     "DatabaseSettings",
     "check_asyncpg_query",
+    "hosts",
     "parse_database_url",
     "redact",
     "server_options",
@@ -60,6 +61,35 @@ def redact(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def _split_host(entry: str, default_port: int | None) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` as (host, port)."""
+    if entry.startswith("["):
+        name, _, port = entry.partition("]:")
+        name = name if port else name.rstrip("]")
+        name += "]"
+    elif entry.count(":") == 1:
+        name, _, port = entry.partition(":")
+    else:
+        return entry, default_port
+    if not port:
+        return name, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("has a host query option whose port is not a number in 1-65535")
+    return name, int(port)
+
+
+def hosts(url: URL) -> list[tuple[str | None, int | None]]:
+    """The servers a URL names, in order: its host and port, or each of its
+    ``?host=h1:5433&host=h2:5434`` entries (SQLAlchemy's multi-host form, for
+    failover with ``target_session_attrs=read-write``)."""
+    listed = url.query.get("host")
+    if listed is None:
+        names = url.host.split(",") if url.host else [None]
+        return [(name, url.port) for name in names]
+    entries = (listed,) if isinstance(listed, str) else listed
+    return [_split_host(entry, url.port) for entry in entries for entry in entry.split(",")]
+
+
 def parse_database_url(value: Any) -> URL | None:
     """Parse a database URL into an async-driver `URL`.
 
@@ -81,11 +111,18 @@ def parse_database_url(value: Any) -> URL | None:
             "is not a URL; expected postgresql+asyncpg://user:password@host:5432/dbname"
         ) from None
     except ValueError:  # int() of the port; its text is not repeated (it may be anything)
+        if "," in text.rpartition("@")[2].partition("/")[0]:
+            raise ValueError(
+                "lists several host:port pairs in its authority, which SQLAlchemy cannot "
+                "parse; write them as postgresql+asyncpg://user:password@/dbname"
+                "?host=host1:5432&host=host2:5432&target_session_attrs=read-write"
+            ) from None
         raise ValueError(
             "has a port that is not a number; expected postgresql+asyncpg://user:password@host:5432/dbname"
         ) from None
     if url.port is not None and not 0 < url.port < 65536:
         raise ValueError(f"has port {url.port}; a port is 1-65535")
+    hosts(url)  # each of several hosts' ports, too
     driver = DRIVERS.get(url.drivername)
     if driver is None:
         choices = ", ".join(f"{scheme}://" for scheme in DRIVERS)

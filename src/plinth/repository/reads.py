@@ -29,8 +29,9 @@ same opaque cursor (`plinth.repository.pagination`), so a cursor from
 `Repository.page` continues in `Reads.page` and back.
 
 Use it for reads outside a unit of work. Each read checks out its own
-connection, so it does not see what the request's session has written and not
-yet committed; read that through the `Repository`. The source is a `Database`
+connection (and runs once more on a fresh one if that connection was dead),
+so it does not see what the request's session has written and not yet
+committed; read that through the `Repository`. The source is a `Database`
 (anything with a ``read_bind``: its engine, or in tests the connection that
 `Database.bind` routes everything through), an `AsyncEngine`, or an
 `AsyncConnection` (for instance ``await session.connection()``).
@@ -54,6 +55,7 @@ from typing import (
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, ColumnElement, Select, bindparam, func, select
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapper
 from sqlalchemy.sql.elements import ClauseElement
@@ -101,6 +103,15 @@ _templates: dict[tuple[Any, ...], tuple[Select[Any], list[Ordering]]] = {}
 
 
 def _on_engine(engine: Any, read: Callable[[Connection], T]) -> T:
+    try:
+        with engine.connect() as connection:
+            return read(connection)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    # Its pooled connection was dead (a restart, a failover, a terminated backend):
+    # a read wrote nothing and returned nothing yet, so it runs once more, on a
+    # fresh connection (as a unit of work's first read does, plinth.db.failover).
     with engine.connect() as connection:
         return read(connection)
 

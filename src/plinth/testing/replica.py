@@ -2,7 +2,8 @@
 
 `start_standby` copies a running embedded primary with the wheel's
 ``pg_basebackup`` and starts the copy as a hot standby on a free loopback
-port, as the server user when we are root. The directory must be one the
+port, as the server user when we are root; `Standby.promote` makes it a
+primary (a failover). The directory must be one the
 server user can reach (not under pytest's 0700 ``tmp_path`` as root).
 """
 
@@ -37,6 +38,11 @@ class Standby:
         log = self.data_dir.parent / f"{self.data_dir.name}.log"
         command = [str(bin_dir() / "pg_ctl"), "start", "-w", "-D", str(self.data_dir)]
         _check(run_program([*command, "-l", str(log), "-o", options]), "start the standby")
+
+    def promote(self) -> None:
+        """Promote it to a primary (``pg_ctl promote``), waiting until it accepts writes."""
+        command = [str(bin_dir() / "pg_ctl"), "promote", "-w", "-D", str(self.data_dir)]
+        _check(run_program(command), "promote the standby")
 
     def stop(self, mode: str = "fast") -> None:
         """Stop it (``immediate`` is a crash)."""
