@@ -524,3 +524,35 @@ async def test_the_prebuilt_insert_store_is_bounded(
     monkeypatch.setattr(mapping, "_inserts", {("other",): None})
     await Gadgets(gadget_session).create(label="lamp", into=GadgetOut)
     assert list(mapping._inserts) == [(Gadget.__mapper__, GadgetOut, ("label",))]
+
+
+# -- expressions selected as columns -------------------------------------------
+
+
+class ItemsWithFlags(Reads[Item]):
+    expressions = {"has_note": Item.note.is_not(None)}  # noqa: RUF012
+
+
+class ItemFlag(BaseModel):
+    id: int
+    has_note: bool
+
+
+async def test_expressions_are_read_as_columns_by_name(engine: AsyncEngine) -> None:
+    flagged = ItemsWithFlags(engine)
+    assert await flagged.get(3, into=ItemFlag) == ItemFlag(id=3, has_note=True)
+    assert await flagged.list(owner_id=1, limit=2, into=ItemFlag) == [
+        ItemFlag(id=1, has_note=True),
+        ItemFlag(id=4, has_note=False),
+    ]
+    row = await flagged.get(4)
+    assert row is not None
+    assert (row.note, row.has_note) == (None, False)
+    # The model's plain Reads (same model, same shapes) selects no flag.
+    plain = await Items(engine).get(4)
+    assert plain is not None
+    assert "has_note" not in plain._mapping
+    assert await Items(engine).list(owner_id=1, limit=2, into=ItemName) == [
+        ItemName(id=1, title="item 01"),
+        ItemName(id=4, title="item 04"),
+    ]
