@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
 from sqlalchemy import (
     URL,
     Column,
@@ -38,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from plinth import Database, DatabaseSettings, ddl, tenant_header
+from plinth import Database, DatabaseSettings, Repository, ddl, tenant_header
 from plinth.db.lean_reads import lean_reads_enabled
 from plinth.db.scratch import small_engine
 from plinth.db.tenancy import bind_tenant, bound_tenant, tenant_value
@@ -268,6 +269,33 @@ async def test_raw_sql_on_the_apps_connection_cannot_touch_another_tenants_rows(
             assert rows.all() == [(1, "a1"), (2, "a2"), (3, "b1"), (4, "b2")]
     finally:
         await engine.dispose()
+
+
+class DocOut(BaseModel):
+    id: int
+    tenant_id: uuid.UUID
+    body: str
+
+
+class Docs(Repository[Doc]):
+    pass
+
+
+async def test_a_create_into_a_schema_runs_as_the_tenant(database: Database) -> None:
+    """`Repository.create(into=)` runs Core on the session's connection: the tenant
+    is set first, and the policy's WITH CHECK refuses another tenant's row."""
+    async with database.transaction(tenant=A) as session:
+        made = await Docs(session).create(id=9, tenant_id=A, body="a3", into=DocOut)
+        assert made == DocOut(id=9, tenant_id=A, body="a3")
+
+    async def plant() -> None:
+        async with database.transaction(tenant=A) as session:
+            await Docs(session).create(id=10, tenant_id=B, body="planted", into=DocOut)
+
+    with pytest.raises(DBAPIError, match="violates row-level security policy"):
+        await plant()
+    async with database.transaction(tenant=A) as session:
+        assert await bodies(session) == ["a1", "a2", "a3"]
 
 
 async def test_force_holds_the_owner_to_the_policy_too(roles: Roles) -> None:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeVar, cast, overload
+from typing import Any, ClassVar, Generic, NoReturn, TypeVar, cast, overload
 
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, func, select, tuple_
@@ -51,7 +51,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapper
+from sqlalchemy.orm import DeclarativeBase, Mapper, Session
 from sqlalchemy.orm.interfaces import ORMOption
 
 from plinth.driver_errors import translate_dbapi_error
@@ -250,7 +250,11 @@ class Repository(Generic[ModelT]):
             keys = tuple(sorted(values))
             query, returned = mapping.insert_returning(self.mapper, into, keys)
             params = {f"plinth_v_{key}": value for key, value in values.items()}
-            row = (await self._execute(query, params)).one()
+            try:
+                # One greenlet switch, past the ORM's execute (this is Core).
+                row = await self.session.run_sync(_insert_one, self.mapper, query, params)
+            except DBAPIError as exc:
+                _raise_translated(exc)
             return into.model_validate(dict(zip(returned, row, strict=True)))
         query = pg_insert(self.model).values(**values).returning(self.model)
         row = await self._scalar(query)
@@ -384,14 +388,26 @@ class Repository(Generic[ModelT]):
             result = result.unique()
         return builtins.list(result)
 
-    async def _execute(self, query: Any, params: Mapping[str, Any] | None = None) -> Any:
+    async def _execute(self, query: Any) -> Any:
         try:
-            return await self.session.execute(query, params)
+            return await self.session.execute(query)
         except DBAPIError as exc:
-            error = translate_dbapi_error(exc)
-            if error is None:
-                raise
-            raise error from exc
+            _raise_translated(exc)
 
     async def _scalar(self, query: Any) -> Any:
         return (await self._execute(query)).scalar_one_or_none()
+
+
+def _insert_one(session: Session, mapper: Mapper[Any], query: Any, params: Any) -> Any:
+    # The session's connection as `session.execute` would pick it (the primary
+    # for a write, with read replicas; `after_begin` hooks such as the tenant's run).
+    connection = session.connection(bind_arguments={"mapper": mapper, "clause": query})
+    return connection.execute(query, params).one()
+
+
+def _raise_translated(exc: DBAPIError) -> NoReturn:
+    """Raise `exc` as Plinth's error for it (`Conflict`, ...), or as it is."""
+    error = translate_dbapi_error(exc)
+    if error is None:
+        raise exc
+    raise error from exc
