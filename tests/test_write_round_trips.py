@@ -6,6 +6,7 @@ a single-insert unit of work costs 2 round trips there, 3 on asyncpg.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -191,3 +192,23 @@ async def test_a_raw_connection_after_a_first_write_is_in_its_usual_state(
         assert raw.autocommit is False
         assert await connection.scalar(select(func.count()).select_from(Item)) == 0
         await connection.execute(text("SELECT 1"))
+
+
+async def test_a_first_write_cancelled_in_flight_leaves_a_usable_pool(
+    database: Database,
+) -> None:
+    slow = text("INSERT INTO items (name) SELECT 'slow' FROM pg_sleep(0.5)")
+
+    async def cancelled() -> None:
+        async with asyncio.timeout(0.1), database.transaction() as session:
+            await session.execute(slow)
+
+    with pytest.raises(TimeoutError):
+        await cancelled()
+    for name in ("after", "again"):
+        async with database.transaction() as session:
+            await Items(session).create(name=name)
+    await asyncio.sleep(0.6)  # the cancelled INSERT has ended on the server: rolled back
+    async with database.transaction() as session:
+        names = await session.scalars(select(Item.name).order_by(Item.id))
+        assert list(names) == ["after", "again"]
