@@ -3,10 +3,12 @@ and the read dependency (``UserReads``, `plinth.Reads`) of plain reads."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailagent.models import User
@@ -40,7 +42,9 @@ class UserReader(Reads[User]):
     """Reads of users straight from Core rows: no session, one round trip."""
 
     # Whether a token is stored, without reading (and decrypting) it.
-    expressions = {"has_gmail_token": User.gmail_oauth_token.is_not(None)}  # noqa: RUF012
+    expressions: ClassVar[Mapping[str, ColumnElement[Any]]] = {
+        "has_gmail_token": User.gmail_oauth_token.is_not(None)
+    }
 
 
 UserReads = Annotated[UserReader, UserReader.depends(database)]
