@@ -16,6 +16,7 @@ TITLES = {
     "N": "N seed-style SQLAlchemy",
     "A": "A advanced-alchemy",
     "P": "P Plinth",
+    "Q": "Q Plinth on psycopg",
     "N1": "N1 seed-style, commit per row",
     "Rb": "Rb raw asyncpg BEGIN/ROLLBACK",
     "B": "B session in a bare BEGIN/ROLLBACK",

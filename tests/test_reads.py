@@ -17,12 +17,25 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import URL, BigInteger, DateTime, Integer, String, event, insert, literal, select
+from sqlalchemy import (
+    URL,
+    BigInteger,
+    DateTime,
+    Identity,
+    Integer,
+    String,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from plinth import (
     ConfigurationError,
+    Conflict,
     Database,
     DatabaseSettings,
     DataError,
@@ -33,6 +46,7 @@ from plinth import (
     exception_handlers,
 )
 from plinth.db.lean_reads import enable_lean_reads
+from plinth.repository import mapping
 from plinth.repository import reads as reads_module
 from plinth.repository.reads import _order_names
 from plinth.testing import create_database, drop_database
@@ -407,3 +421,138 @@ async def test_reads_accept_a_sessions_connection(engine: AsyncEngine) -> None:
         connection: AsyncConnection = await session.connection()
         assert await Items(connection).exists(owner_id=0)
         assert (await session.scalar(select(Item.id).where(Item.id == 1))) == 1
+
+
+# -- Repository.create into a schema ----------------------------------------
+
+
+class Gadget(Base):
+    """Server and Python defaults, and a column named apart from its attribute."""
+
+    __tablename__ = "read_gadgets"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    label: Mapped[str] = mapped_column("name", String(50), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="plain")
+    made_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Gizmo(Gadget):
+    """Single-table inheritance: created through the ORM."""
+
+
+class GadgetOut(BaseModel):
+    id: int
+    label: str
+    kind: str
+    made_at: datetime.datetime
+
+
+class Gadgets(Repository[Gadget]):
+    pass
+
+
+class Gizmos(Repository[Gizmo]):
+    pass
+
+
+class GadgetName(BaseModel):
+    id: int
+    name: str = Field(alias="label")
+
+
+class NoColumns(BaseModel):
+    unrelated: int
+
+
+@pytest.fixture
+async def gadget_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async with engine.connect() as connection:
+        async with AsyncSession(bind=connection) as session:
+            yield session
+        await connection.rollback()
+
+
+async def test_create_into_a_schema_is_one_insert_and_builds_no_orm_instance(
+    engine: AsyncEngine, gadget_session: AsyncSession
+) -> None:
+    gadgets = Gadgets(gadget_session)
+    with statements(engine) as seen:
+        made = await gadgets.create(label="lamp", into=GadgetOut)
+    assert seen == ["INSERT"]
+    assert isinstance(made, GadgetOut)
+    assert made.label == "lamp"
+    assert made.kind == "plain"  # the Python-side default
+    assert made.made_at.tzinfo is not None  # the server default, returned
+    assert not gadget_session.identity_map
+    # Same shape again: the prebuilt statement, the next row.
+    again = await gadgets.create(label="desk", kind="tall", into=GadgetOut)
+    assert (again.id, again.kind) == (made.id + 1, "tall")
+    named = await gadgets.create(label="chair", into=GadgetName)
+    assert (named.id, named.name) == (made.id + 2, "chair")
+
+
+async def test_create_into_a_schema_translates_errors_and_refuses_unknown_names(
+    gadget_session: AsyncSession,
+) -> None:
+    gadgets = Gadgets(gadget_session)
+    await gadgets.create(label="lamp", into=GadgetOut)
+    with pytest.raises(Conflict):
+        await gadgets.create(label="lamp", into=GadgetOut)
+    await gadget_session.rollback()
+    with pytest.raises(TypeError, match="no column attribute 'colour'; valid: id, kind, label"):
+        await gadgets.create(label="x", colour="red", into=GadgetOut)
+    with pytest.raises(ConfigurationError, match="NoColumns has no field named after a column"):
+        await gadgets.create(label="x", into=NoColumns)
+
+
+async def test_create_into_a_schema_of_an_inheriting_model_goes_through_the_orm(
+    gadget_session: AsyncSession,
+) -> None:
+    made = await Gizmos(gadget_session).create(label="gizmo", into=GadgetOut)
+    assert isinstance(made, GadgetOut)
+    assert made.label == "gizmo"
+    assert made.kind == "plain"
+
+
+async def test_the_prebuilt_insert_store_is_bounded(
+    gadget_session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mapping, "_MAX_INSERTS", 1)
+    monkeypatch.setattr(mapping, "_inserts", {("other",): None})
+    await Gadgets(gadget_session).create(label="lamp", into=GadgetOut)
+    assert list(mapping._inserts) == [(Gadget.__mapper__, GadgetOut, ("label",))]
+
+
+# -- expressions selected as columns -------------------------------------------
+
+
+class ItemsWithFlags(Reads[Item]):
+    expressions = {"has_note": Item.note.is_not(None)}  # noqa: RUF012
+
+
+class ItemFlag(BaseModel):
+    id: int
+    has_note: bool
+
+
+async def test_expressions_are_read_as_columns_by_name(engine: AsyncEngine) -> None:
+    flagged = ItemsWithFlags(engine)
+    assert await flagged.get(3, into=ItemFlag) == ItemFlag(id=3, has_note=True)
+    assert await flagged.list(owner_id=1, limit=2, into=ItemFlag) == [
+        ItemFlag(id=1, has_note=True),
+        ItemFlag(id=4, has_note=False),
+    ]
+    row = await flagged.get(4)
+    assert row is not None
+    assert (row.note, row.has_note) == (None, False)
+    # The model's plain Reads (same model, same shapes) selects no flag.
+    plain = await Items(engine).get(4)
+    assert plain is not None
+    assert "has_note" not in plain._mapping
+    assert await Items(engine).list(owner_id=1, limit=2, into=ItemName) == [
+        ItemName(id=1, title="item 01"),
+        ItemName(id=4, title="item 04"),
+    ]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from mailagent.db import Session, database
+from mailagent.db import Session, UserReads, database
 from mailagent.models import User
 from mailagent.schemas import UserIn, UserOut, UserUpdate
 from plinth import Database, DatabaseStateError, DatabaseUnavailableError, Int4Id, NotFound
@@ -63,8 +63,11 @@ async def create_user(body: UserIn, session: Session) -> UserOut:
 
 
 @router.get("/users/{user_id}", tags=["users"])
-async def get_user(user_id: Int4Id, session: Session) -> UserOut:
-    return UserOut.model_validate(await _get(session, user_id))
+async def get_user(user_id: Int4Id, users: UserReads) -> UserOut:
+    user = await users.get(user_id, into=UserOut)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
 
 
 @router.patch("/users/{user_id}", tags=["users"])

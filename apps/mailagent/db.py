@@ -1,14 +1,18 @@
-"""The mail agent's database: psycopg 3, the seed's pool, a session dependency."""
+"""The mail agent's database: psycopg 3, the seed's pool, a session dependency,
+and the read dependency (``UserReads``, `plinth.Reads`) of plain reads."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plinth import Database, DatabaseSettings
+from mailagent.models import User
+from plinth import Database, DatabaseSettings, Reads
 
 
 class MailAgentDatabaseSettings(DatabaseSettings):
@@ -32,3 +36,15 @@ database = Database(
 
 Session = Annotated[AsyncSession, database.depends]
 """A unit of work per request: committed before the response is sent."""
+
+
+class UserReader(Reads[User]):
+    """Reads of users straight from Core rows: no session, one round trip."""
+
+    # Whether a token is stored, without reading (and decrypting) it.
+    expressions: ClassVar[Mapping[str, ColumnElement[Any]]] = {
+        "has_gmail_token": User.gmail_oauth_token.is_not(None)
+    }
+
+
+UserReads = Annotated[UserReader, UserReader.depends(database)]

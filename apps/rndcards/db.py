@@ -1,4 +1,9 @@
-"""The R&D cards database: the seed's pool (20 + 10) and the session dependency."""
+"""The R&D cards database: the seed's pool (20 + 10), the session dependency,
+and the read dependencies.
+
+Writes (and reads that must see them) go through ``Session``, the unit of work;
+plain reads through ``UserReads`` / ``BatchReads`` (`plinth.Reads`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from typing import Annotated
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plinth import Database, DatabaseSettings
+from plinth import Database, DatabaseSettings, Reads
+from rndcards.models import Batch, User
 
 
 class RndCardsDatabaseSettings(DatabaseSettings):
@@ -29,3 +35,15 @@ database = Database(
 
 Session = Annotated[AsyncSession, database.depends]
 """A unit of work per request: committed before the response is sent."""
+
+
+class UserReader(Reads[User]):
+    """Reads of users straight from Core rows: no session, one round trip."""
+
+
+class BatchReader(Reads[Batch]):
+    """Reads of batches straight from Core rows: no session, one round trip."""
+
+
+UserReads = Annotated[UserReader, UserReader.depends(database)]
+BatchReads = Annotated[BatchReader, BatchReader.depends(database)]

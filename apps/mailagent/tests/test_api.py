@@ -53,6 +53,16 @@ async def test_create_and_get_a_user(client: httpx.AsyncClient) -> None:
     assert fetched.json() == body
 
 
+async def test_get_reads_the_token_flag_without_the_token(client: httpx.AsyncClient) -> None:
+    """GET reads through `plinth.Reads`: the flag is SQL (``IS NOT NULL``)."""
+    created = await client.post("/api/v1/users", json={"email": "bob@example.com"})
+    assert created.json()["has_gmail_token"] is False
+    fetched = await client.get(f"/api/v1/users/{created.json()['id']}")
+    assert fetched.content == created.content
+    missing = await client.get("/api/v1/users/2147483647")
+    assert (missing.status_code, missing.json()["detail"]) == (404, "user 2147483647 not found")
+
+
 async def test_a_committed_user_is_in_the_database(
     client: httpx.AsyncClient, db_session: AsyncSession
 ) -> None:

@@ -2,8 +2,10 @@
 
 ``Session`` (``rndcards.db``) opens one unit of work per request and commits
 it before the response is sent; the repositories below share it, so a
-request's writes land together or not at all. Repository errors become
-404/409/422 through Plinth's exception handlers.
+request's writes land together or not at all. Plain reads go through
+``UserReads`` / ``BatchReads`` (`plinth.Reads`: Core rows into the response
+model, one round trip, no session). Repository errors become 404/409/422
+through Plinth's exception handlers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response
 
 from plinth import Limit, NotFound, Offset, PgText
-from rndcards.db import Session
+from rndcards.db import BatchReads, Session, UserReads
+from rndcards.models import Batch
 from rndcards.repositories import BatchRepository, UserRepository
 from rndcards.schemas import BatchIn, BatchOut, UserIn, UserOut
 
@@ -41,20 +44,20 @@ async def create_user(body: UserIn, users: Users) -> UserOut:
 
 
 @router.get("")
-async def find_user(users: Users, email: Annotated[PgText, Query(max_length=255)]) -> UserOut:
+async def find_user(users: UserReads, email: Annotated[PgText, Query(max_length=255)]) -> UserOut:
     """The user with this e-mail."""
-    user = await users.get_by_email(email)
-    if user is None:
+    found = await users.list(email=email, limit=1, into=UserOut)
+    if not found:
         raise NotFound(f"no user with e-mail {email!r}")
-    return UserOut.model_validate(user)
+    return found[0]
 
 
 @router.get("/{user_id}")
-async def get_user(user_id: UUID, users: Users) -> UserOut:
-    user = await users.get_by_id(user_id)
+async def get_user(user_id: UUID, users: UserReads) -> UserOut:
+    user = await users.get(user_id, into=UserOut)
     if user is None:
         raise NotFound(f"user {user_id} not found")
-    return UserOut.model_validate(user)
+    return user
 
 
 @router.post("/{user_id}/login", status_code=204)
@@ -74,10 +77,17 @@ async def create_batch(user_id: UUID, body: BatchIn, users: Users, batches: Batc
 @router.get("/{user_id}/batches")
 async def list_batches(
     user_id: UUID,
-    batches: Batches,
+    batches: BatchReads,
     limit: Limit = 10,
     offset: Offset = 0,
 ) -> list[BatchOut]:
-    """The user's batches, newest first, archived ones left out."""
-    rows = await batches.list_by_user(user_id, limit=limit, offset=offset)
-    return [BatchOut.model_validate(batch) for batch in rows]
+    """The user's batches, newest first, archived ones left out
+    (as `BatchRepository.list_by_user`)."""
+    return await batches.list(
+        Batch.status != "archived",
+        user_id=user_id,
+        order_by=Batch.created_at.desc(),
+        limit=limit,
+        offset=offset,
+        into=BatchOut,
+    )

@@ -7,6 +7,10 @@ from datetime import datetime
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rndcards.repositories import BatchRepository
+from rndcards.schemas import BatchOut
 
 ANNA = {"email": "anna@firma.pl", "name": "Anna Nowak", "cognito_sub": "sub-anna"}
 
@@ -96,3 +100,27 @@ async def test_batch_errors(client: httpx.AsyncClient, anna: dict[str, object]) 
         f"/users/{uuid.uuid4()}/batches", json={"name": "b", "total_projects": 2}
     )
     assert orphan.status_code == 404
+
+
+async def test_reads_answer_what_the_repository_reads(
+    client: httpx.AsyncClient, anna: dict[str, object], db_session: AsyncSession
+) -> None:
+    """The read routes (`plinth.Reads`) answer exactly what the ORM path would."""
+    for i in range(3):
+        body = {"name": f"b{i}", "total_projects": 2}
+        assert (await client.post(f"/users/{anna['id']}/batches", json=body)).status_code == 201
+    batches = BatchRepository(db_session)
+    user_id = uuid.UUID(str(anna["id"]))
+    first = (await batches.list_by_user(user_id))[0]
+    await batches.update_status(first.id, "archived")
+    expected = [
+        BatchOut.model_validate(b).model_dump(mode="json")
+        for b in await batches.list_by_user(user_id)
+    ]
+    assert len(expected) == 2
+    assert (await client.get(f"/users/{anna['id']}/batches")).json() == expected
+    page = await client.get(f"/users/{anna['id']}/batches", params={"limit": 1, "offset": 1})
+    assert page.json() == expected[1:]
+    found = await client.get("/users", params={"email": "anna@firma.pl"})
+    assert found.json() == anna
+    assert (await client.get(f"/users/{anna['id']}")).content == found.content

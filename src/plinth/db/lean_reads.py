@@ -9,7 +9,9 @@ before any other statement, so that the driver sends ``BEGIN`` with it. A unit
 of work that only reads costs one round trip per query, and commits or rolls
 back nothing; one that writes is as atomic as before: the write and everything
 after it run in one transaction, committed (or rolled back) as usual, and a
-failing ``COMMIT`` still raises.
+failing ``COMMIT`` still raises. On psycopg that first write carries its
+``BEGIN`` in the same round trip (`plinth.db.pipelined_begin`), and the
+connection stays in autocommit around the transaction it began.
 
 Why this is correct: under READ COMMITTED, PostgreSQL's default, every
 statement of a transaction takes a fresh snapshot anyway, so a read before
@@ -47,6 +49,8 @@ from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import ColumnClause, TextClause
 from sqlalchemy.sql.selectable import Select
+
+from plinth.db.pipelined_begin import can_pipeline_begin, execute_with_begin
 
 __all__ = [
     "PURE_FUNCTIONS",
@@ -121,32 +125,59 @@ def _in_transaction(connection: PoolProxiedConnection) -> bool:
 
 def _before_execute(
     cursor: Any, statement: str, parameters: Any, context: ExecutionContext
-) -> None:
+) -> bool:
     connection = context.root_connection.connection
     info = connection.info
-    if "isolation_level" not in context.execution_options and is_plain_read(context):
+    isolation = "isolation_level" in context.execution_options
+    if not isolation and is_plain_read(context):
         if info.get(_LEAN):
-            return  # still outside a transaction
+            return False  # outside a transaction, or in one this module began
         dbapi_connection: Any = connection.dbapi_connection
         if dbapi_connection.autocommit or _in_transaction(connection):
-            return  # AUTOCOMMIT asked for, or a write has begun the transaction
+            return False  # AUTOCOMMIT asked for, or a write has begun the transaction
         # No BEGIN for this read: the driver begins only with autocommit off.
         dbapi_connection.autocommit = True
         info[_LEAN] = True
     elif info.get(_LEAN):
+        if _in_transaction(connection):
+            return False  # a transaction this module began (plinth.db.pipelined_begin)
         # The driver sends BEGIN with this statement; later reads join it.
         info[_LEAN] = False
         connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+    return False
+
+
+def _before_execute_pipelined(
+    cursor: Any, statement: str, parameters: Any, context: ExecutionContext
+) -> bool:
+    """`_before_execute` on psycopg, where a write outside a transaction is sent
+    with its BEGIN in one round trip (`plinth.db.pipelined_begin`)."""
+    if "isolation_level" in context.execution_options or is_plain_read(context):
+        return _before_execute(cursor, statement, parameters, context)
+    connection = context.root_connection.connection
+    info = connection.info
+    dbapi_connection: Any = connection.dbapi_connection
+    if _in_transaction(connection):
+        return False
+    lean = info.get(_LEAN)
+    if not lean and dbapi_connection.autocommit:
+        return False  # AUTOCOMMIT asked for
+    if not lean:
+        dbapi_connection.autocommit = True  # no I/O outside a transaction
+        info[_LEAN] = True
+    if execute_with_begin(cursor, statement, parameters, context):
+        return True
+    return _before_execute(cursor, statement, parameters, context)
 
 
 def _before_executemany(
     cursor: Any, statement: str, parameters: Any, context: ExecutionContext
-) -> None:
-    _before_execute(cursor, statement, parameters, context)
+) -> bool:
+    return _before_execute(cursor, statement, parameters, context)
 
 
-def _before_execute_no_params(cursor: Any, statement: str, context: ExecutionContext) -> None:
-    _before_execute(cursor, statement, None, context)
+def _before_execute_no_params(cursor: Any, statement: str, context: ExecutionContext) -> bool:
+    return _before_execute(cursor, statement, None, context)
 
 
 def _on_reset(dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
@@ -155,6 +186,12 @@ def _on_reset(dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolRes
     if record.info.get(_LEAN):
         record.info[_LEAN] = False
         if state.asyncio_safe and not state.terminate_only and dbapi_connection is not None:
+            status = getattr(dbapi_connection, "info", None)
+            if status is not None and status.transaction_status != _IDLE:
+                # A transaction begun with its first write (psycopg), not ended:
+                # autocommit can change only outside it. The pool's own
+                # rollback, which follows this event, then has nothing to do.
+                dbapi_connection.rollback()
             dbapi_connection.autocommit = False
 
 
@@ -173,7 +210,10 @@ def enable_lean_reads(engine: Engine) -> bool:
     if not lean_reads_enabled(engine):
         # Dialect and pool events, not connection events: any connection event
         # makes SQLAlchemy dispatch every connection event on every statement.
-        event.listen(engine, "do_execute", _before_execute)
+        pipelined = can_pipeline_begin(engine.dialect)
+        event.listen(
+            engine, "do_execute", _before_execute_pipelined if pipelined else _before_execute
+        )
         event.listen(engine, "do_executemany", _before_executemany)
         event.listen(engine, "do_execute_no_params", _before_execute_no_params)
         event.listen(engine, "reset", _on_reset)
@@ -182,4 +222,6 @@ def enable_lean_reads(engine: Engine) -> bool:
 
 def lean_reads_enabled(engine: Engine) -> bool:
     """Whether `enable_lean_reads` is in effect on `engine`."""
-    return event.contains(engine, "do_execute", _before_execute)
+    return event.contains(engine, "do_execute", _before_execute) or event.contains(
+        engine, "do_execute", _before_execute_pipelined
+    )

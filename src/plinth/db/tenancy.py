@@ -15,7 +15,9 @@ work runs inside that transaction, with the tenant. A tenant-scoped unit of
 work therefore costs ``BEGIN``, ``set_config`` and ``COMMIT`` around its
 statements: a single read takes 4 round trips where a lean read takes 1, and a
 write 1 more than without a tenant (``tests/test_tenancy.py`` counts them on
-the wire). The tenant is sent as a bind parameter, never spliced into SQL.
+the wire). On psycopg ``BEGIN`` travels with ``set_config``
+(`plinth.db.pipelined_begin`): one round trip less each. The tenant is sent
+as a bind parameter, never spliced into SQL.
 
 Citus: the policies reach the shards, but a router query runs on a worker, in
 a transaction of its own that ``set_config`` never reaches (Citus propagates

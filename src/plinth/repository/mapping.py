@@ -1,7 +1,8 @@
 """What a repository needs to know about its model's mapping.
 
 The relationship check (nothing may lazy-load in async code), whether rows
-may repeat through a joined load, and a prebuilt primary-key SELECT.
+may repeat through a joined load, a prebuilt primary-key SELECT, and the
+prebuilt Core ``INSERT ... RETURNING`` of `Repository.create` with ``into=``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import builtins
 import weakref
 from typing import Any, get_args, get_origin
 
-from sqlalchemy import Select, bindparam, select
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, Insert, Select, bindparam, insert, select
 from sqlalchemy.orm import Mapper
 
 from plinth.errors import ConfigurationError
@@ -20,9 +22,12 @@ __all__ = [
     "by_pk_statement",
     "check_relationships",
     "checked",
+    "column_of",
+    "insert_returning",
     "joins_cache",
     "joins_eagerly",
     "pk_params",
+    "schema_columns",
 ]
 
 _SAFE_LAZY = frozenset(
@@ -104,3 +109,54 @@ def bind_model_argument(cls: type, generic: type) -> None:
             (model,) = get_args(base)
             if isinstance(model, type):
                 cls.model = model  # type: ignore[attr-defined]
+
+
+def column_of(mapper: Mapper[Any], key: str) -> Any:
+    """The column of mapped attribute `key`; `TypeError` naming the valid ones."""
+    prop = mapper.column_attrs.get(key)
+    if prop is None:
+        valid = ", ".join(sorted(mapper.column_attrs.keys()))
+        raise TypeError(f"{mapper.class_.__name__} has no column attribute {key!r}; valid: {valid}")
+    return prop.columns[0]
+
+
+def schema_columns(mapper: Mapper[Any], into: type[BaseModel]) -> builtins.list[ColumnElement[Any]]:
+    """`mapper`'s columns that `into` has a field (or alias) for, labelled by attribute name."""
+    wanted = set(into.model_fields) | {f.alias for f in into.model_fields.values() if f.alias}
+    picked: builtins.list[ColumnElement[Any]] = []
+    for prop in mapper.column_attrs:
+        if prop.key in wanted:
+            column: Any = prop.columns[0]
+            picked.append(column if column.key == prop.key else column.label(prop.key))
+    if not picked:
+        raise ConfigurationError(
+            f"{into.__name__} has no field named after a column of {mapper.class_.__name__}"
+        )
+    return picked
+
+
+_MAX_INSERTS = 1024
+# (mapper, schema, value keys) -> the INSERT and the attribute names it returns, in order.
+_inserts: dict[tuple[Any, ...], tuple[Insert, tuple[str, ...]]] = {}
+
+
+def insert_returning(
+    mapper: Mapper[Any], into: type[BaseModel], keys: tuple[str, ...]
+) -> tuple[Insert, tuple[str, ...]]:
+    """A Core ``INSERT`` of the attributes `keys` (bound as ``plinth_v_<key>``)
+    returning the columns of `into`; built once per shape, so that SQLAlchemy's
+    compiled cache answers it without rebuilding its cache key."""
+    cache_key = (mapper, into, keys)
+    entry = _inserts.get(cache_key)
+    if entry is None:
+        values = {
+            column_of(mapper, key): bindparam(f"plinth_v_{key}", type_=column_of(mapper, key).type)
+            for key in keys
+        }
+        columns = schema_columns(mapper, into)
+        table: Any = mapper.local_table
+        statement = insert(table).values(values).returning(*columns)
+        if len(_inserts) >= _MAX_INSERTS:
+            _inserts.clear()
+        entry = _inserts[cache_key] = (statement, tuple(c.key for c in columns))  # type: ignore[misc]
+    return entry

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -126,6 +126,10 @@ class Reads(Generic[ModelT]):
 
     model: type[ModelT]
     """The mapped class, taken from the type argument (``Reads[Document]``)."""
+    expressions: ClassVar[Mapping[str, ColumnElement[Any]]] = {}
+    """SQL expressions selected as if they were columns, by name: a schema field
+    of that name reads it (``{"has_token": User.token.is_not(None)}``: a flag
+    without reading the token). Rows without a schema carry them too."""
     _column_cache: ClassVar[dict[tuple[Any, ...], tuple[ColumnElement[Any], ...]]] = {}
     _key_cache: ClassVar[dict[tuple[Any, ...], tuple[str, ...]]] = {}
 
@@ -175,7 +179,7 @@ class Reads(Generic[ModelT]):
                 f"{self.model.__name__}'s primary key has {len(self.mapper.primary_key)} "
                 f"column(s); got {id!r}"
             )
-        key = ("pk", self.model, into)
+        key = ("pk", self._shape, into)
         statement = _templates.get(key)
         if statement is None:
             conditions = [
@@ -346,6 +350,12 @@ class Reads(Generic[ModelT]):
 
     # -- helpers ------------------------------------------------------------
 
+    @property
+    def _shape(self) -> Any:
+        """What the selected columns depend on: the model, and the class when it
+        adds `expressions` (prebuilt statements and column lists are keyed by it)."""
+        return (self.model, type(self)) if self.expressions else self.model
+
     async def _run(self, read: Callable[[Connection], T]) -> T:
         """`read` on a connection of the source, in one greenlet switch."""
         source = self.source
@@ -367,15 +377,15 @@ class Reads(Generic[ModelT]):
 
     def _keys(self, into: type[BaseModel] | None) -> tuple[str, ...]:
         """The attribute names of `_columns(into)`, in order."""
-        keys = self._key_cache.get((self.model, into))
+        keys = self._key_cache.get((self._shape, into))
         if keys is None:
             columns = self._columns(into)
-            keys = self._key_cache[(self.model, into)] = tuple(c.key for c in columns)  # type: ignore[misc]
+            keys = self._key_cache[(self._shape, into)] = tuple(c.key for c in columns)  # type: ignore[misc]
         return keys
 
     def _columns(self, into: type[BaseModel] | None) -> tuple[ColumnElement[Any], ...]:
         """The model's columns, labelled by attribute name; only the schema's fields."""
-        key = (self.model, into)
+        key = (self._shape, into)
         columns = self._column_cache.get(key)
         if columns is None:
             wanted = None
@@ -388,6 +398,9 @@ class Reads(Generic[ModelT]):
                     continue
                 column: ColumnClause[Any] = prop.columns[0]  # type: ignore[assignment]
                 picked.append(column if column.key == prop.key else column.label(prop.key))
+            for name, expression in self.expressions.items():
+                if wanted is None or name in wanted:
+                    picked.append(expression.label(name))
             if not picked:
                 raise ConfigurationError(
                     f"{into.__name__ if into else ''} has no field named after a column of "
@@ -435,7 +448,7 @@ class Reads(Generic[ModelT]):
             and all(v is not None and not isinstance(v, ClauseElement) for v in by.values())
         )
         key = (
-            "list", self.model, into, tuple(sorted(by)), names,
+            "list", self._shape, into, tuple(sorted(by)), names,
             limit is None, bool(offset), after is None, keyset, total,
         )  # fmt: skip
         entry = _templates.get(key) if cacheable else None
