@@ -27,7 +27,7 @@ from sqlalchemy import URL, text
 from sqlalchemy.engine import make_url
 
 from plinth.embedded.ports import HOST, free_port
-from plinth.testing.plugin import TestDatabases
+from plinth.testing.databases import TestDatabases
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

@@ -29,7 +29,6 @@ import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,12 +36,12 @@ import httpx
 import pytest
 from sqlalchemy import URL
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from plinth import migrations
-from plinth.db.scratch import create_database, drop_database, scratch_database, small_engine
+from plinth.db.scratch import scratch_database
 from plinth.db.settings import parse_database_url, redact
 from plinth.project import AppSpec, find_app, start_announced, stop_announced
+from plinth.testing.databases import TestDatabases
 from plinth.testing.extra import async_fixture, missing_testing_extra
 
 if TYPE_CHECKING:
@@ -138,39 +137,6 @@ def plinth_server(pytestconfig: pytest.Config) -> Iterator[URL]:
         yield make_url(server.url)
     finally:
         stop_announced(server)
-
-
-@dataclass
-class TestDatabases:
-    """One migrated database per app, created on first use, dropped at the end."""
-
-    __test__ = False  # not a test class, whatever its name
-
-    server: URL
-    """The test server's maintenance database (`plinth_server`)."""
-    engines: dict[Path, AsyncEngine] = field(default_factory=dict)
-    """An engine on each app's test database, by app directory."""
-
-    async def engine_for(self, app: AppSpec) -> AsyncEngine:
-        """The engine on `app`'s test database, created and migrated to head on first use."""
-        if app.path not in self.engines:
-            name = f"plinth_test_{app.name}_{os.getpid()}"
-            url = await create_database(self.server, name)
-            # The app's own driver (`DB_DRIVER`), so its tests run on what it runs on.
-            engine = small_engine(app.database.settings.with_driver(url))
-            async with engine.connect() as connection:
-                await migrations.upgrade(connection, app.migrations)
-            self.engines[app.path] = engine
-        return self.engines[app.path]
-
-    async def close(self) -> None:
-        """Dispose of every engine and drop its database."""
-        for engine in self.engines.values():
-            name = engine.url.database
-            await engine.dispose()
-            assert name is not None
-            await drop_database(self.server, name)
-        self.engines.clear()
 
 
 @async_fixture(scope="session", loop_scope="session")
