@@ -47,8 +47,8 @@ from plinth import (
 )
 from plinth.db.lean_reads import enable_lean_reads
 from plinth.repository import mapping
-from plinth.repository import reads as reads_module
-from plinth.repository.reads import _order_names
+from plinth.repository import read_statements as statements_module
+from plinth.repository.read_statements import order_names
 from plinth.testing import create_database, drop_database
 
 EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -256,10 +256,10 @@ async def test_a_shape_is_built_once_and_reused(items: Items) -> None:
 
 
 async def test_the_template_store_is_bounded(items: Items, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reads_module, "_MAX_TEMPLATES", 1)
-    monkeypatch.setattr(reads_module, "_templates", {("other",): None})
+    monkeypatch.setattr(statements_module, "_MAX_TEMPLATES", 1)
+    monkeypatch.setattr(statements_module, "_templates", {("other",): None})
     assert (await items.get(3)) is not None
-    assert list(reads_module._templates) == [("pk", Item, None)]
+    assert list(statements_module._templates) == [("pk", Item, None)]
 
 
 async def test_page_walks_every_row_with_the_repositorys_cursors(
@@ -331,12 +331,12 @@ async def test_exists_and_count(items: Items) -> None:
 
 
 def test_order_names() -> None:
-    assert _order_names(None) == ()
-    assert _order_names("-a") == ("-a",)
-    assert _order_names(["a", "-b"]) == ("a", "-b")
-    assert _order_names(Item.price) is None
-    assert _order_names(Item.price.desc()) is None
-    assert _order_names(["a", Item.price]) is None
+    assert order_names(None) == ()
+    assert order_names("-a") == ("-a",)
+    assert order_names(["a", "-b"]) == ("a", "-b")
+    assert order_names(Item.price) is None
+    assert order_names(Item.price.desc()) is None
+    assert order_names(["a", Item.price]) is None
 
 
 # -- sources and configuration ------------------------------------------------

@@ -5,6 +5,7 @@
     pagination  ordering, offset pages, opaque keyset cursors (Page)
     bulk        bulk_insert: COPY on asyncpg, executemany elsewhere
     reads       Reads: Core reads into rows or Pydantic models, no Session
+    read_statements  how Reads builds each read shape's statement once, and converts rows
 
 Needs only SQLAlchemy and `plinth.errors`: a repository works on any
 `AsyncSession`, so it imports nothing of `plinth.db`.
