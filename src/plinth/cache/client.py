@@ -252,23 +252,19 @@ class Cache(_Operations, Service):
 
     async def _start_embedded(self, settings: CacheSettings) -> CacheSettings:
         """Start or reuse the project's Valkey (the cwd's project) and point at it."""
-        from plinth.embedded.process import announce
         from plinth.embedded.valkey import start_valkey
 
         service = await asyncio.to_thread(start_valkey)
         self._embedded = service
-        announce("Valkey", service.version, service.port, service.data_dir, service.started_here)
+        service.announce()
         logger.warning("REDIS_URL unset: using embedded Valkey at %s", redact_url(service.url))
         self._settings = settings.model_copy(update={"redis_url": service.url})
         return self._settings
 
     async def _release_embedded(self) -> None:
-        from plinth.embedded.process import announce_release
-
         if self._embedded is not None:
             embedded, self._embedded = self._embedded, None
-            stopped = await asyncio.to_thread(embedded.release)
-            announce_release("Valkey", embedded.port, stopped)
+            await asyncio.to_thread(embedded.release_announced)
 
     async def _connect(self, client: Redis) -> str:
         async def attempt() -> str:

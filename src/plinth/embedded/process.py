@@ -121,6 +121,17 @@ class EmbeddedService:
         stop_process(self.pid, self.daemon.program, self.daemon.stop_timeout)
         self.daemon.after_stop(self.ports)
 
+    def announce(self) -> None:
+        """Print the start-up line (`announce`): started or reused, version, port, data."""
+        title = self.daemon.title
+        announce(title, self.version, self.port, self.data_dir, self.started_here)
+
+    def release_announced(self) -> bool:
+        """`release`, then print whether the server stopped or is left to its other users."""
+        stopped = self.release()
+        announce_release(self.daemon.title, self.port, stopped)
+        return stopped
+
 
 def announce(title: str, version: str, port: int, data_dir: Path, started_here: bool) -> None:
     """The one start-up line every embedded server prints on stderr."""

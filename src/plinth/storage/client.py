@@ -176,13 +176,11 @@ class Storage(Service):
 
     async def _start_embedded(self, settings: StorageSettings) -> StorageSettings:
         """Start or reuse the project's SeaweedFS (the cwd's project) and point at it."""
-        from plinth.embedded.process import announce
         from plinth.embedded.seaweed import start_seaweedfs
 
         service = await asyncio.to_thread(start_seaweedfs)
         self._embedded = service
-        announce("SeaweedFS S3", service.version, service.port, service.data_dir,
-                 service.started_here)  # fmt: skip
+        service.announce()
         logger.warning("AWS_BUCKET_NAME unset: using the embedded SeaweedFS at %s", service.url)
         self._settings = settings.model_copy(
             update={
@@ -198,12 +196,9 @@ class Storage(Service):
         return self._settings
 
     async def _release_embedded(self) -> None:
-        from plinth.embedded.process import announce_release
-
         if self._embedded is not None:
             embedded, self._embedded = self._embedded, None
-            stopped = await asyncio.to_thread(embedded.release)
-            announce_release("SeaweedFS S3", embedded.port, stopped)
+            await asyncio.to_thread(embedded.release_announced)
 
     async def close(self) -> None:
         """Close the client; the storage cannot be started again."""

@@ -31,21 +31,15 @@ def _embedded_valkey() -> str:
     global _embedded
     with _embedded_lock:
         if _embedded is None:
-            from plinth.embedded.process import announce
             from plinth.embedded.valkey import start_valkey
 
             service = _embedded = start_valkey()
-            port = service.port
-            announce("Valkey", service.version, port, service.data_dir, service.started_here)
-            logger.warning("REDIS_URL unset: Celery uses the embedded Valkey on port %d", port)
-            atexit.register(_release, service)
+            service.announce()
+            logger.warning(
+                "REDIS_URL unset: Celery uses the embedded Valkey on port %d", service.port
+            )
+            atexit.register(service.release_announced)
         return _embedded.url
-
-
-def _release(service: EmbeddedService) -> None:
-    from plinth.embedded.process import announce_release
-
-    announce_release("Valkey", service.port, service.release())
 
 
 def _redis_database(url: str, number: int) -> str:
