@@ -30,6 +30,7 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -328,6 +329,17 @@ async def test_exists_and_count(items: Items) -> None:
     assert not await items.exists(Item.price > 100)
     assert await items.count() == ROWS
     assert await items.count(Item.note.is_(None), owner_id=0) == 10
+
+
+async def test_a_failing_statement_is_raised_and_not_run_again(
+    items: Items, engine: AsyncEngine
+) -> None:
+    # Only a read whose connection died runs once more (tests/test_failover.py);
+    # an error of the statement itself reaches the caller after one run.
+    with statements(engine) as seen, pytest.raises(DBAPIError, match="division by zero"):
+        await items.count(Item.price / 0 > 1)
+    assert seen == ["SELECT"]
+    assert await items.count() == ROWS  # the connection went back to the pool usable
 
 
 def test_order_names() -> None:
