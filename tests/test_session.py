@@ -124,10 +124,19 @@ async def test_a_write_after_a_write_only_unit_of_work_uses_the_pooled_connectio
     async with database.transaction() as session:
         await session.execute(insert(Note).values(id=4, body="fourth"))
     async with database.transaction() as session:
-        statements = log_statements(await driver(session))
+        connection = await driver(session)
+        statements = log_statements(connection)
+        before = _state(connection)
         await session.get(Note, 4)
-        assert not await in_transaction(session)
+        assert not await in_transaction(session), (before, _state(connection))
     assert statements.seen == []
+
+
+def _state(connection: Any) -> tuple[Any, ...]:
+    """The driver connection's transaction state and autocommit, for a failure's message."""
+    if isinstance(connection, psycopg.AsyncConnection):
+        return (connection.info.transaction_status.name, connection.autocommit)
+    return (connection.is_in_transaction(),)
 
 
 async def test_a_connection_lost_during_a_lean_read_raises_the_driver_error(
