@@ -25,10 +25,8 @@ import importlib.metadata
 import os
 import platform
 import random
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +35,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 from sqlalchemy.exc import DBAPIError
 
 from plinth import Database, DatabaseSettings
-from plinth.embedded import start_embedded
-from plinth.testing.replica import Standby, start_standby
+from plinth.testing.replica import Standby, primary_and_standby
 
 ROWS = 10_000
 CONCURRENCY = 16
@@ -266,34 +263,15 @@ async def _caught_up(standby: Standby) -> None:
 
 
 async def run(args: argparse.Namespace) -> str:
-    home = Path(tempfile.mkdtemp(prefix="plinth-bench-replicas-"))
-    os.chmod(home, 0o755)  # the server user reaches its directories through it
-    (home / "project").mkdir()
-    previous = os.environ.get("PLINTH_EMBEDDED_DIR")
-    os.environ["PLINTH_EMBEDDED_DIR"] = str(home / "pg")
-    try:
-        primary = start_embedded(home / "project")
-    finally:
-        if previous is None:
-            del os.environ["PLINTH_EMBEDDED_DIR"]
-        else:
-            os.environ["PLINTH_EMBEDDED_DIR"] = previous
-    try:
-        standby = start_standby(primary, home)
-        try:
-            load_before = _uptime()
-            server = await _seed(primary.url)
-            await _caught_up(standby)
-            rng = random.Random(args.seed)
-            results = []
-            for driver in args.drivers.split(","):
-                results.append(await _measure(primary.url, standby, driver, args, rng))
-            return report(results, args, server, load_before, _uptime())
-        finally:
-            standby.stop("immediate")
-    finally:
-        primary.stop()
-        shutil.rmtree(home, ignore_errors=True)
+    with primary_and_standby("plinth-bench-replicas-") as (primary, standby):
+        load_before = _uptime()
+        server = await _seed(primary.url)
+        await _caught_up(standby)
+        rng = random.Random(args.seed)
+        results = []
+        for driver in args.drivers.split(","):
+            results.append(await _measure(primary.url, standby, driver, args, rng))
+        return report(results, args, server, load_before, _uptime())
 
 
 def main(argv: list[str] | None = None) -> None:

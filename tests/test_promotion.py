@@ -15,13 +15,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -32,10 +28,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from plinth import Database, DatabaseSettings
 from plinth.driver_errors import translate_outage
-from plinth.embedded import EmbeddedServer, start_embedded
+from plinth.embedded import EmbeddedServer
 from plinth.embedded.postgres import bin_dir, run_program
 from plinth.errors import DatabaseUnavailableError
-from plinth.testing.replica import Standby, start_standby
+from plinth.testing.replica import Standby, primary_and_standby
 from tests.test_outages import Item, served
 
 ENV = "PLINTH_EMBEDDED_DIR"
@@ -66,31 +62,15 @@ def _sql(port: int, statement: str) -> list[tuple[object, ...]]:
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     """A fresh primary and synchronous standby for each test (it promotes the standby)."""
-    home = Path(tempfile.mkdtemp(prefix="plinth-promotion-"))
-    os.chmod(home, 0o755)  # the server user reaches its directories through it
-    (home / "project").mkdir()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(ENV, str(home / "pg"))
-        primary = start_embedded(home / "project")
-    try:
-        standby = start_standby(primary, home)
-        try:
-            # A commit waits until the standby has flushed it: acknowledged means on both.
-            _sql(primary.port, "ALTER SYSTEM SET synchronous_standby_names = '*'")
-            _sql(primary.port, "SELECT pg_reload_conf()")
-            deadline = time.monotonic() + 30
-            while not _sql(
-                primary.port, "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'"
-            ):
-                assert time.monotonic() < deadline, "the standby never became synchronous"
-                time.sleep(0.05)
-            yield Cluster(primary, standby)
-        finally:
-            standby.stop("immediate")
-    finally:
-        with contextlib.suppress(Exception):
-            primary.stop()
-        shutil.rmtree(home, ignore_errors=True)
+    with primary_and_standby("plinth-promotion-") as (primary, standby):
+        # A commit waits until the standby has flushed it: acknowledged means on both.
+        _sql(primary.port, "ALTER SYSTEM SET synchronous_standby_names = '*'")
+        _sql(primary.port, "SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 30
+        while not _sql(primary.port, "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'"):
+            assert time.monotonic() < deadline, "the standby never became synchronous"
+            time.sleep(0.05)
+        yield Cluster(primary, standby)
 
 
 @dataclass

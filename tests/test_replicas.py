@@ -8,41 +8,24 @@ skipped, and a read whose replica connection died runs again on the primary.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from plinth import Database, DatabaseSettings, readiness
-from plinth.embedded import EmbeddedServer, start_embedded
-from plinth.testing.replica import Standby, start_standby
+from plinth.embedded import EmbeddedServer
+from plinth.testing.replica import Standby, primary_and_standby
 
 ENV = "PLINTH_EMBEDDED_DIR"
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[EmbeddedServer, Standby]]:
-    home = Path(tempfile.mkdtemp(prefix="plinth-replicas-"))
-    os.chmod(home, 0o755)  # the server user reaches its directories through it
-    (home / "project").mkdir()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(ENV, str(home / "pg"))
-        primary = start_embedded(home / "project")
-    try:
-        standby = start_standby(primary, home)
-        try:
-            yield primary, standby
-        finally:
-            standby.stop("immediate")
-    finally:
-        primary.stop()
-        shutil.rmtree(home, ignore_errors=True)
+    with primary_and_standby("plinth-replicas-") as servers:
+        yield servers
 
 
 def _database(cluster: tuple[EmbeddedServer, Standby], driver: str, **extra: object) -> Database:

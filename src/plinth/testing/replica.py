@@ -9,16 +9,20 @@ server user can reach (not under pytest's 0700 ``tmp_path`` as root).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from plinth.embedded import _root
+from plinth.embedded.home import ENV_DIR as EMBEDDED_DIR_ENV
 from plinth.embedded.ports import HOST, free_port
-from plinth.embedded.postgres import EmbeddedServer, bin_dir, run_program
+from plinth.embedded.postgres import EmbeddedServer, bin_dir, run_program, start_embedded
 
-__all__ = ["Standby", "start_standby"]
+__all__ = ["Standby", "primary_and_standby", "start_standby"]
 
 
 @dataclass
@@ -75,3 +79,33 @@ def _check(result: object, action: str) -> None:
     returncode = getattr(result, "returncode", 1)
     if returncode != 0:
         raise RuntimeError(f"could not {action}: {getattr(result, 'stderr', '')}")
+
+
+@contextlib.contextmanager
+def primary_and_standby(
+    prefix: str = "plinth-replica-",
+) -> Iterator[tuple[EmbeddedServer, Standby]]:
+    """A private embedded primary and its hot standby in a temporary directory,
+    stopped and removed afterwards (the project's shared server is not touched)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(home, 0o755)  # the server user reaches its directories through it
+    (home / "project").mkdir()
+    previous = os.environ.get(EMBEDDED_DIR_ENV)
+    os.environ[EMBEDDED_DIR_ENV] = str(home / "pg")
+    try:
+        primary = start_embedded(home / "project")
+    finally:
+        if previous is None:
+            del os.environ[EMBEDDED_DIR_ENV]
+        else:
+            os.environ[EMBEDDED_DIR_ENV] = previous
+    try:
+        standby = start_standby(primary, home)
+        try:
+            yield primary, standby
+        finally:
+            standby.stop("immediate")
+    finally:
+        with contextlib.suppress(Exception):  # a test may have stopped it already
+            primary.stop()
+        shutil.rmtree(home, ignore_errors=True)
